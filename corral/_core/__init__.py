@@ -16,3 +16,4 @@ from ._exceptions import (
     TrioInternalError as TrioInternalError,
     WouldBlock as WouldBlock,
 )
+from ._thread_cache import start_thread_soon as start_thread_soon
