@@ -23,7 +23,8 @@ The contract (``DESIGN.md``, "The completion contract"); the shared suite in
    result, or ``-ECANCELED``.
 4. Everything the kernel may touch is owned by the op record (see
    ``ops.py``) until the terminal completion; backend-allocated memory hangs
-   off ``op._kmem`` and is dropped only in ``_complete``.
+   off ``op._kmem`` and is kept until the op is submitted again or dies
+   (results are decoded from it after the terminal completion).
 5. A completion after a cancel request is honoured: a success is delivered.
 6. Backend tokens (io_uring user_data) are never reused while an op can
    still complete: slot + generation. Every io_uring CQE is checked for a
@@ -290,7 +291,6 @@ class Backend:
             return
         self._completed += 1
         op._state = DONE
-        op._kmem = None
         op._token = 0
         op.res = res
         op.cqe_flags = flags
@@ -328,7 +328,6 @@ class Backend:
             return
         self._completed += 1
         op._state = DONE
-        op._kmem = None
         op._token = 0
         op.res = res
         if self._closed and op._callback is None:

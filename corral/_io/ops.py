@@ -416,6 +416,9 @@ class RecvmsgOp(_FdOp):
         res = self.res
         if res < 0:
             self._fail(res)
+        fill = getattr(self._kmem, "fill_recvmsg", None)
+        if fill is not None:
+            fill(self)
         return (res, *self.out)
 
 
