@@ -18,6 +18,27 @@ from ._core._exceptions import (
     TrioInternalError as TrioInternalError,
     WouldBlock as WouldBlock,
 )
+from ._core import (
+    TASK_STATUS_IGNORED as TASK_STATUS_IGNORED,
+    CancelScope as CancelScope,
+    Nursery as Nursery,
+    TaskStatus as TaskStatus,
+    current_effective_deadline as current_effective_deadline,
+    current_time as current_time,
+    open_nursery as open_nursery,
+)
+from ._core import run as run  # the completion-core helper replaces this with _run_entry.run
+from ._timeouts import (
+    TooSlowError as TooSlowError,
+    fail_after as fail_after,
+    fail_at as fail_at,
+    move_on_after as move_on_after,
+    move_on_at as move_on_at,
+    sleep as sleep,
+    sleep_forever as sleep_forever,
+    sleep_until as sleep_until,
+)
+from . import lowlevel as lowlevel
 
 # --- end of sections -----------------------------------------------------
 from . import abc as abc
