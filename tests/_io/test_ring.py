@@ -39,9 +39,18 @@ pytestmark = pytest.mark.skipif(
 TIMEOUT = 30.0  # generous: only reached if something is broken
 
 
-@pytest.fixture
-def ring() -> Iterator[Ring]:
-    with Ring(entries=32) as r:
+# Every setup tier the fallback can land on: the best one this kernel takes,
+# COOP_TASKRUN (kernel refuses DEFER_TASKRUN), and no optional flags at all.
+TIERS = {
+    "best": 0,
+    "coop": SetupFlag.DEFER_TASKRUN,
+    "plain": SetupFlag.SUBMIT_ALL,
+}
+
+
+@pytest.fixture(params=list(TIERS))
+def ring(request: pytest.FixtureRequest) -> Iterator[Ring]:
+    with Ring(entries=32, refuse_setup_flags=TIERS[request.param]) as r:
         yield r
 
 
@@ -354,8 +363,9 @@ def _wake_later(ring: Ring, started: threading.Event) -> threading.Thread:
 
 
 @pytest.mark.parametrize("single_issuer", [True, False])
-def test_wakeup_from_other_thread_interrupts_wait(single_issuer: bool) -> None:
-    with Ring(entries=8, single_issuer=single_issuer) as ring:
+@pytest.mark.parametrize("tier", list(TIERS))
+def test_wakeup_from_other_thread_interrupts_wait(single_issuer: bool, tier: str) -> None:
+    with Ring(entries=8, single_issuer=single_issuer, refuse_setup_flags=TIERS[tier]) as ring:
         for round_ in range(3):
             started = threading.Event()
             t = _wake_later(ring, started)
@@ -368,7 +378,8 @@ def test_wakeup_from_other_thread_interrupts_wait(single_issuer: bool) -> None:
 
 def test_guest_mode_waits_in_another_thread() -> None:
     with Ring(entries=8, single_issuer=False) as ring:
-        assert not ring.info.setup_flags & SetupFlag.SINGLE_ISSUER
+        # Only flags that do not tie completions to one thread.
+        assert ring.info.setup_flags & ~(SetupFlag.SUBMIT_ALL | SetupFlag.CQSIZE) == 0
         results: list[int] = []
 
         def waiter() -> None:
