@@ -1,0 +1,28 @@
+"""Tools for testing code that runs on corral (Trio's ``trio.testing``).
+
+This module only re-exports; each name's home is given in ``docs/internals.md``.
+The pytest plugin (``corral.testing._pytest_plugin``) is loaded by pytest
+through corral's ``pytest11`` entry point, not imported from here.
+"""
+
+from __future__ import annotations
+
+from .._util import fixup_module_metadata as _fixup_module_metadata
+
+# --- clocks and scheduling (corral/testing/_mock_clock.py, corral/_core) ---
+from .._core import wait_all_tasks_blocked as wait_all_tasks_blocked
+from ._mock_clock import MockClock as MockClock
+
+# --- checkpoints, sequencing, test decorators (corral/testing) -----------
+from ._checkpoints import (
+    assert_checkpoints as assert_checkpoints,
+    assert_no_checkpoints as assert_no_checkpoints,
+)
+from ._corral_fixture import corral_fixture as corral_fixture
+from ._corral_test import corral_test as corral_test, trio_test as trio_test
+from ._sequencer import Sequencer as Sequencer
+
+# --- end of sections -----------------------------------------------------
+
+_fixup_module_metadata(__name__, globals())
+del _fixup_module_metadata
