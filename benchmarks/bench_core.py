@@ -250,7 +250,7 @@ def main() -> None:
     print(f"# {platform.platform()}, Python {platform.python_version()}, "
           + ", ".join(f"{k} {v}" for k, v in versions.items()))
 
-    header = f"| benchmark | unit | " + " | ".join(names) + " | corral/trio | corral/asyncio |"
+    header = "| benchmark | unit | " + " | ".join(names) + " | corral/trio | corral/asyncio |"
     print(header)
     print("|" + "---|" * (len(names) + 4))
     for bench, size, quick_size, unit in BENCHMARKS:
