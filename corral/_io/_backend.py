@@ -366,5 +366,5 @@ class Backend:
             raise BufferLeakError(
                 "corral: at the end of the run, "
                 + ", ".join(leaks)
-                + " (every lease must be released and every op completed)"
+                + "; every lease must be released and every op completed"
             )

@@ -62,9 +62,7 @@ def _backend_class(name: str) -> Any:
         from .fake import FakeKernel
 
         return FakeKernel
-    raise ValueError(
-        f"unknown corral backend {name!r}; expected one of {', '.join(BACKEND_NAMES)}"
-    )
+    raise ValueError(f"unknown corral backend {name!r}; expected one of {', '.join(BACKEND_NAMES)}")
 
 
 def env_flag(name: str) -> bool:

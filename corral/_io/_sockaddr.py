@@ -39,10 +39,7 @@ def encode_sockaddr(family: int, address: object) -> bytes:
         host, port, flowinfo, scope_id = (*address, 0, 0)[:4]
         packed = socket.inet_pton(socket.AF_INET6, _host(host))
         return (
-            fam
-            + struct.pack("!HI", _port(port), flowinfo)
-            + packed
-            + struct.pack("=I", scope_id)
+            fam + struct.pack("!HI", _port(port), flowinfo) + packed + struct.pack("=I", scope_id)
         )
     if family == socket.AF_UNIX:
         if isinstance(address, str):

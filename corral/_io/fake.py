@@ -98,7 +98,12 @@ class FakeKernel(Backend):
         return op._token
 
     def complete(
-        self, op: Operation, res: int | None = None, *, data: bytes | None = None, more: bool = False
+        self,
+        op: Operation,
+        res: int | None = None,
+        *,
+        data: bytes | None = None,
+        more: bool = False,
     ) -> None:
         """Script a completion for ``op``'s current submission.
 

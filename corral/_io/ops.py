@@ -112,9 +112,7 @@ def pin(obj: object, *, writable: bool) -> memoryview:
     try:
         view = memoryview(obj)  # type: ignore[arg-type]
     except TypeError:
-        raise TypeError(
-            f"a bytes-like object is required, not '{type(obj).__name__}'"
-        ) from None
+        raise TypeError(f"a bytes-like object is required, not '{type(obj).__name__}'") from None
     if writable and view.readonly:
         view.release()
         raise TypeError(

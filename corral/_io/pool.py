@@ -353,7 +353,7 @@ class BufferPool:
     def leaks(self) -> list[str]:
         """Describe every lease still held."""
         return [
-            f"buffer {index} (held by {lease.holder!r})"
+            f"buffer {index} still leased by {lease.holder!r}"
             for index, lease in sorted(self._leases.items())
         ]
 

@@ -632,13 +632,35 @@ class UringBackend(Backend):
 
     def _prep_recv_pool(self, op: RecvPoolOp, ud: int) -> int:
         return self._prep(
-            Op.RECV, op.fd, 0, self.pool.buffer_size, 0, op.flags, ud, _BUFFER_SELECT, 0, _BGID, 0, 0
+            Op.RECV,
+            op.fd,
+            0,
+            self.pool.buffer_size,
+            0,
+            op.flags,
+            ud,
+            _BUFFER_SELECT,
+            0,
+            _BGID,
+            0,
+            0,
         )
 
     def _prep_recv_multishot(self, op: RecvMultishotOp, ud: int) -> int:
         if not self.capabilities.multishot:
             return self._prep(
-                Op.RECV, op.fd, 0, self.pool.buffer_size, 0, op.flags, ud, _BUFFER_SELECT, 0, _BGID, 0, 0
+                Op.RECV,
+                op.fd,
+                0,
+                self.pool.buffer_size,
+                0,
+                op.flags,
+                ud,
+                _BUFFER_SELECT,
+                0,
+                _BGID,
+                0,
+                0,
             )
         # Multishot recv requires len == 0 on 6.0-6.x (io_uring/net.c
         # io_recv_prep: -EINVAL otherwise); each CQE fills one whole buffer.
