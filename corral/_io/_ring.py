@@ -23,9 +23,10 @@ backend needs per operation and per loop turn, each a single Python->C call:
   provided-buffer ring over a caller's page-aligned slab; ``BufRing.add(bid)``
   gives a buffer (back) to the kernel.
 
-Every CQE the caller sees carries its ``user_data`` unchanged. The value
-``RESERVED_USER_DATA`` (2**64 - 1) belongs to the ring's wakeup poll; its CQEs
-are consumed inside C and never reported.
+Every CQE the caller sees carries its ``user_data`` unchanged. Values from
+``RESERVED_USER_DATA`` (2**64 - 16) up belong to the ring itself (its wakeup
+poll, legacy buffer provision); ``prep`` refuses them and their CQEs are
+consumed inside C, never reported.
 
 Threads: a ``Ring`` is not thread-safe; only ``wakeup()`` may be called
 concurrently (from any thread, or a signal handler). With ``single_issuer``
@@ -75,8 +76,8 @@ else:
 
 #: ``Ring.prep`` result: the SQ has no free entry; flush and retry.
 SQ_FULL: Final = 1
-#: user_data reserved for the ring's own wakeup poll.
-RESERVED_USER_DATA: Final = 2**64 - 1
+#: user_data values >= this belong to the ring itself (see module docstring).
+RESERVED_USER_DATA: Final = 2**64 - 16
 #: Environment variable that makes ``Ring()`` fail as a refusing kernel would:
 #: an errno name ("EPERM", "ENOSYS") or number. For fallback tests.
 REFUSE_ENV: Final = "CORRAL_IO_URING_REFUSE"
@@ -348,6 +349,7 @@ class RingStatistics:
     busy: int
     interrupted: int
     dropped: int
+    provide_errors: int
     sq_pending: int
     cq_ready: int
 
@@ -360,9 +362,11 @@ class Ring:
     of two (``info`` has the real sizes). ``batch`` is how many CQEs one
     ``submit_and_wait``/``reap`` can return (default: the CQ size).
     ``single_issuer=False`` avoids the flags that tie the ring to its
-    creating thread (guest mode). ``refuse_errno`` / ``refuse_setup_flags``
-    simulate a refusing kernel (tests): the first makes setup fail with that
-    errno, the second answers EINVAL to any tier containing those flags.
+    creating thread (guest mode). ``refuse_errno`` / ``refuse_setup_flags`` /
+    ``refuse_buf_ring`` simulate an older or refusing kernel (tests): the
+    first makes setup fail with that errno, the second answers EINVAL to any
+    tier containing those flags, the third pretends IORING_REGISTER_PBUF_RING
+    is missing.
 
     Raises ``OSError`` when io_uring is unavailable: the kernel's errno
     (EPERM when disabled by sysctl, ENOSYS under seccomp or on old kernels),
@@ -382,6 +386,7 @@ class Ring:
         batch: int | None = None,
         refuse_errno: int | None = None,
         refuse_setup_flags: int = 0,
+        refuse_buf_ring: bool = False,
     ) -> None:
         if _lib is None:
             raise OSError(errno.ENOSYS, str(_import_error))
@@ -427,7 +432,7 @@ class Ring:
                 setup_flags=SetupFlag(r.setup_flags),
                 features=Feature(r.features),
                 opcodes=opcodes,
-                buf_ring=self._probe_buf_ring(),
+                buf_ring=not refuse_buf_ring and self._probe_buf_ring(),
                 refused=tuple(refused),
             )
         except BaseException:
@@ -451,7 +456,7 @@ class Ring:
         # EINVAL for the unknown register opcode. A throwaway one-entry ring
         # on the last group id tells us without touching real groups.
         b = _ffi.new("corral_bufring *")
-        rc = _lib.corral_bufring_register(self._r, b, 0xFFFF, 1, _ffi.NULL, 1, 1)
+        rc = _lib.corral_bufring_register(self._r, b, 0xFFFF, 1, _ffi.NULL, 1, 1, 0)
         if rc != 0:
             return False
         _lib.corral_bufring_unregister(self._r, b)
@@ -587,6 +592,7 @@ class Ring:
             busy=r.busy,
             interrupted=r.interrupted,
             dropped=r.dropped,
+            provide_errors=r.provide_errors,
             sq_pending=self.sq_pending(),
             cq_ready=self.cq_ready(),
         )
@@ -602,6 +608,7 @@ class Ring:
         *,
         entries: int | None = None,
         add_all: bool = True,
+        legacy: bool | None = None,
     ) -> BufRing:
         """Register a provided-buffer ring (group ``bgid``) over ``slab``.
 
@@ -614,10 +621,15 @@ class Ring:
         buffer may write into it until their terminal CQE, so keep the slab
         until those are reaped even after ``BufRing.close()``.
 
+        On kernels without IORING_REGISTER_PBUF_RING (< 5.19,
+        ``info.buf_ring`` False) the group is built with
+        IORING_OP_PROVIDE_BUFFERS instead (``BufRing.legacy`` is True): the
+        same contract for requests and for ``add``, at the cost of one SQE
+        per add. ``legacy`` forces either mode (None: choose).
+
         Raises ``ValueError`` for bad sizes or alignment, and ``OSError``
-        from the kernel: EINVAL when it lacks IORING_REGISTER_PBUF_RING
-        (Linux < 5.19; also ``info.buf_ring`` is False), EEXIST when ``bgid``
-        is taken.
+        from the kernel: EEXIST when ``bgid`` is taken (ring mode), ENOSYS
+        when neither mechanism is available.
         """
         if not 0 <= bgid < 0xFFFF:
             raise ValueError(f"buffer group id must be in 0..65534, not {bgid}")
@@ -632,13 +644,19 @@ class Ring:
             raise ValueError(f"slab has {len(view)} bytes, need {buf_size * nbufs}")
         if int(_ffi.cast("uintptr_t", view)) % os.sysconf("SC_PAGESIZE"):
             raise ValueError("slab must be page-aligned (use mmap.mmap)")
-        if not self.info.buf_ring:
+        if legacy is None:
+            legacy = not self.info.buf_ring
+        if legacy and not self.supports(Op.PROVIDE_BUFFERS):
+            raise OSError(errno.ENOSYS, "this kernel has no provided buffers (Linux 5.7+)")
+        if not legacy and not self.info.buf_ring:
             raise OSError(
-                errno.EINVAL,
+                errno.ENOSYS,
                 "this kernel lacks provided-buffer rings (IORING_REGISTER_PBUF_RING, Linux 5.19+)",
             )
         b = _ffi.new("corral_bufring *")
-        rc = _lib.corral_bufring_register(self._r, b, bgid, entries, view, buf_size, nbufs)
+        rc = _lib.corral_bufring_register(
+            self._r, b, bgid, entries, view, buf_size, nbufs, int(legacy)
+        )
         if rc < 0:
             raise _oserror(rc, f"registering buffer ring {bgid} failed")
         br = BufRing(self, b, slab, view)
@@ -707,11 +725,15 @@ class BufRing:
         self.buf_size: int = b.buf_size
         self.nbufs: int = b.nbufs
         self.entries: int = b.entries
+        #: True when built with IORING_OP_PROVIDE_BUFFERS (no PBUF_RING).
+        self.legacy: bool = bool(b.legacy)
         self._closer = weakref.finalize(self, _lib.corral_bufring_unregister, ring._r, b)
 
     def add(self, bid: int) -> None:
         """Give buffer ``bid`` (back) to the kernel, publishing the ring tail
-        with release ordering. Each id must be added at most once per use:
+        with release ordering (legacy mode: queueing a PROVIDE_BUFFERS SQE,
+        which reaches the kernel at the next submit, before any request
+        prepared after it). Each id must be added at most once per use:
         the kernel's ring head is invisible to us, so a double add cannot be
         detected here and would hand one buffer to two requests.
 
@@ -730,6 +752,8 @@ class BufRing:
     def _raise(self, rc: int, bid: int) -> None:
         if rc == -errno.EINVAL:
             raise ValueError(f"buffer id {bid} out of range 0..{self.nbufs - 1}")
+        if rc == -errno.EOVERFLOW:
+            raise RuntimeError(f"buffer ring {self.bgid}: more buffers added than it has")
         raise _oserror(rc, f"buffer ring {self.bgid}")
 
     def buffer(self, bid: int, nbytes: int | None = None) -> memoryview:

@@ -30,9 +30,10 @@ CDEF = r"""
 /* Returned by corral_ring_prep when the submission queue has no free entry.
    Positive, so it can never be confused with a -errno. */
 #define CORRAL_SQ_FULL ...
-/* user_data reserved for the ring's own wakeup poll; corral_ring_prep
-   refuses it, and reaping never reports it. */
-#define CORRAL_WAKE_USER_DATA ...
+/* user_data values >= CORRAL_RESERVED_USER_DATA belong to the ring itself
+   (wakeup poll, legacy buffer provision); corral_ring_prep refuses them and
+   reaping never reports their CQEs. */
+#define CORRAL_RESERVED_USER_DATA ...
 
 typedef struct corral_ring {
     int fd;                 /* ring fd, -1 once closed */
@@ -49,6 +50,7 @@ typedef struct corral_ring {
     uint64_t busy;          /* enters that returned EBUSY or EAGAIN */
     uint64_t interrupted;   /* enters that returned EINTR */
     uint64_t dropped;       /* enters that returned EBADR (CQEs lost) */
+    uint64_t provide_errors; /* failed legacy PROVIDE_BUFFERS requests */
     ...;
 } corral_ring;
 
@@ -58,6 +60,7 @@ typedef struct corral_bufring {
     unsigned nbufs;
     unsigned buf_size;
     uint64_t added;         /* buffers published to the kernel */
+    int legacy;             /* 1: IORING_OP_PROVIDE_BUFFERS, no ring */
     ...;
 } corral_bufring;
 
@@ -89,7 +92,7 @@ int corral_ring_update_files(corral_ring *r, unsigned offset,
 
 int corral_bufring_register(corral_ring *r, corral_bufring *b, uint16_t bgid,
                             unsigned entries, void *slab, unsigned buf_size,
-                            unsigned nbufs);
+                            unsigned nbufs, int legacy);
 int corral_bufring_add(corral_bufring *b, unsigned bid);
 int corral_bufring_add_range(corral_bufring *b, unsigned first, unsigned count);
 int corral_bufring_unregister(corral_ring *r, corral_bufring *b);
@@ -102,6 +105,7 @@ SOURCE = r"""
 #include <errno.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 #include <sys/eventfd.h>
@@ -221,6 +225,10 @@ struct cr_rsrc_update2 {
 
 #define CR_OP_POLL_ADD            6
 #define CR_OP_ASYNC_CANCEL        14
+#define CR_OP_PROVIDE_BUFFERS     31
+#define CR_OP_REMOVE_BUFFERS      32
+#define CR_SQE_CQE_SKIP_SUCCESS   (1U << 6)
+#define CR_FEAT_CQE_SKIP          (1U << 11)
 
 #define CR_SETUP_CQSIZE           (1U << 3)
 #define CR_SETUP_DEFER_TASKRUN    (1U << 13)
@@ -315,7 +323,11 @@ _Static_assert(CR_REGISTER_PROBE == IORING_REGISTER_PROBE, "PROBE");
  * Our state.
  * ------------------------------------------------------------------------ */
 #define CORRAL_SQ_FULL 1
+#define CORRAL_RESERVED_USER_DATA (UINT64_MAX - 15)
 #define CORRAL_WAKE_USER_DATA UINT64_MAX
+#define CORRAL_PROVIDE_USER_DATA (UINT64_MAX - 1)
+
+struct corral_bufring;
 
 typedef struct corral_ring {
     int fd;
@@ -332,6 +344,7 @@ typedef struct corral_ring {
     uint64_t busy;
     uint64_t interrupted;
     uint64_t dropped;
+    uint64_t provide_errors;
 
     /* private */
     void *sq_map;  size_t sq_map_len;
@@ -344,6 +357,8 @@ typedef struct corral_ring {
     unsigned sqe_tail;        /* next SQE we fill; published at submit */
     int wake_armed;           /* the wakeup poll is in flight */
     int wake_multishot;       /* 0 after the kernel refused POLL_ADD_MULTI */
+    struct corral_bufring *legacy_head; /* legacy groups */
+    unsigned legacy_pending;  /* adds waiting for an SQE, all groups */
 } corral_ring;
 
 typedef struct corral_bufring {
@@ -352,6 +367,7 @@ typedef struct corral_bufring {
     unsigned nbufs;
     unsigned buf_size;
     uint64_t added;
+    int legacy;
 
     /* private */
     struct cr_buf *ring;      /* page-aligned, mmap'd, entries * 16 bytes */
@@ -360,7 +376,15 @@ typedef struct corral_bufring {
     unsigned mask;
     uint16_t tail;
     int registered;
+    /* legacy mode: ids waiting for an SQE (each id at most once, so nbufs
+       slots suffice), and the owner's list of legacy groups */
+    corral_ring *owner;
+    uint16_t *pending;        /* circular: npending ids from phead */
+    unsigned phead, npending;
+    struct corral_bufring *next;
 } corral_bufring;
+
+static void cr_flush_provides(corral_ring *r);
 
 static inline long cr_enter(int fd, unsigned to_submit, unsigned min_complete,
                             unsigned flags, void *arg, size_t argsz)
@@ -504,7 +528,13 @@ int corral_ring_prep(corral_ring *r, uint8_t opcode, int32_t fd, uint64_t addr,
 {
     struct cr_sqe *s;
     if (r->fd < 0) return -EBADF;
-    if (user_data == CORRAL_WAKE_USER_DATA) return -EINVAL;
+    if (user_data >= CORRAL_RESERVED_USER_DATA) return -EINVAL;
+    /* Adds that found the SQ full go first, so a request never overtakes a
+       buffer given before it. */
+    if (r->legacy_pending) {
+        cr_flush_provides(r);
+        if (r->legacy_pending) return CORRAL_SQ_FULL;
+    }
     s = cr_get_sqe(r);
     if (!s) return CORRAL_SQ_FULL;
     cr_fill(s, opcode, fd, addr, len, off, op_flags, user_data, sqe_flags,
@@ -596,6 +626,11 @@ static unsigned cr_reap(corral_ring *r, uint64_t *ud, int32_t *res,
         const struct cr_cqe *c = &r->cqes[head & r->cq_mask];
         if (c->user_data == CORRAL_WAKE_USER_DATA) {
             cr_handle_wake_cqe(r, c);
+        } else if (c->user_data >= CORRAL_RESERVED_USER_DATA) {
+            /* PROVIDE_BUFFERS / REMOVE_BUFFERS of a legacy group. A failed
+               provide loses that buffer for the kernel; count it so the
+               pool's statistics can show it. */
+            if (c->res < 0 && c->res != -ENOENT) r->provide_errors++;
         } else {
             ud[n] = c->user_data;
             res[n] = c->res;
@@ -649,11 +684,13 @@ int corral_ring_submit(corral_ring *r)
     unsigned pending;
     long ret;
     if (r->fd < 0) return -EBADF;
+    if (r->legacy_head) cr_flush_provides(r);
     pending = cr_publish(r);
     if (!pending) return 0;
     ret = cr_enter(r->fd, pending, 0, 0, NULL, 0);
     r->enter_calls++;
     cr_account_submitted(r, pending);
+    if (r->legacy_pending) cr_flush_provides(r);
     if (ret < 0) return (int)cr_classify(r, ret);
     return (int)ret;
 }
@@ -687,6 +724,7 @@ int corral_ring_submit_and_wait(corral_ring *r, unsigned wait_nr,
         }
         if (corral_ring_sq_space(r) > 0) cr_arm_wake(r);
     }
+    if (r->legacy_head) cr_flush_provides(r);
 
     pending = cr_publish(r);
     sq_flags = LOAD_ACQ(r->sq_kflags);
@@ -930,7 +968,7 @@ int corral_ring_update_files(corral_ring *r, unsigned offset, int32_t *fds,
  * ------------------------------------------------------------------------ */
 int corral_bufring_register(corral_ring *r, corral_bufring *b, uint16_t bgid,
                             unsigned entries, void *slab, unsigned buf_size,
-                            unsigned nbufs)
+                            unsigned nbufs, int legacy)
 {
     struct cr_buf_reg reg;
     long page = sysconf(_SC_PAGESIZE);
@@ -941,6 +979,21 @@ int corral_bufring_register(corral_ring *r, corral_bufring *b, uint16_t bgid,
     if (entries == 0 || entries > 32768 || (entries & (entries - 1)))
         return -EINVAL;
     if (nbufs == 0 || nbufs > entries || buf_size == 0) return -EINVAL;
+    if (legacy) {
+        b->pending = malloc(nbufs * sizeof *b->pending);
+        if (!b->pending) return -ENOMEM;
+        b->legacy = 1;
+        b->owner = r;
+        b->next = r->legacy_head;
+        r->legacy_head = b;
+        b->registered = 1;
+        b->bgid = bgid;
+        b->entries = entries;
+        b->nbufs = nbufs;
+        b->buf_size = buf_size;
+        b->slab = slab;
+        return 0;
+    }
     b->ring_len = ((size_t)entries * sizeof(struct cr_buf) + page - 1) & ~(size_t)(page - 1);
     b->ring = mmap(NULL, b->ring_len, PROT_READ | PROT_WRITE,
                    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -985,12 +1038,63 @@ static inline void cr_buf_publish(corral_bufring *b)
     STORE_REL(ktail, b->tail);
 }
 
+/* ------------------------------------------------------------------------
+ * Legacy provided buffers (IORING_OP_PROVIDE_BUFFERS, 5.7;
+ * io_uring_prep_provide_buffers(3)): the fallback when the kernel lacks
+ * PBUF_RING. Same contract for requests (buffer select by group, id in the
+ * CQE, -ENOBUFS when empty), but each add is an SQE the kernel processes in
+ * SQ order, so a provide queued before a receive is visible to it. An add
+ * that finds the SQ full waits in `pending` and is flushed before the next
+ * submission; it never fails. Successful provides post no CQE when the
+ * kernel has IORING_FEAT_CQE_SKIP (5.17); otherwise their CQEs are consumed
+ * in cr_reap.
+ * ------------------------------------------------------------------------ */
+static int cr_prep_provide(corral_bufring *b, unsigned bid)
+{
+    corral_ring *r = b->owner;
+    struct cr_sqe *s = cr_get_sqe(r);
+    if (!s) return CORRAL_SQ_FULL;
+    cr_fill(s, CR_OP_PROVIDE_BUFFERS, 1 /* nbufs */,
+            (uint64_t)(uintptr_t)(b->slab + (size_t)bid * b->buf_size),
+            b->buf_size, bid, 0, CORRAL_PROVIDE_USER_DATA,
+            (r->features & CR_FEAT_CQE_SKIP) ? CR_SQE_CQE_SKIP_SUCCESS : 0,
+            0, (uint16_t)b->bgid, 0, 0);
+    return 0;
+}
+
+static void cr_flush_provides(corral_ring *r)
+{
+    corral_bufring *b;
+    for (b = r->legacy_head; b; b = b->next) {
+        /* Oldest first. */
+        while (b->npending > 0) {
+            if (cr_prep_provide(b, b->pending[b->phead]) != 0) return;
+            b->phead = (b->phead + 1) % b->nbufs;
+            b->npending--;
+            r->legacy_pending--;
+        }
+    }
+}
+
+static int cr_legacy_add(corral_bufring *b, unsigned bid)
+{
+    if (b->owner->fd < 0) return -EBADF;
+    if (b->npending > 0 || cr_prep_provide(b, bid) != 0) {
+        if (b->npending >= b->nbufs) return -EOVERFLOW;  /* double add */
+        b->pending[(b->phead + b->npending++) % b->nbufs] = (uint16_t)bid;
+        b->owner->legacy_pending++;
+    }
+    b->added++;
+    return 0;
+}
+
 /* Give buffer `bid` to the kernel. Returns 0, -EINVAL for an id outside
    the slab, -EBADF after unregister. */
 int corral_bufring_add(corral_bufring *b, unsigned bid)
 {
     if (!b->registered) return -EBADF;
     if (bid >= b->nbufs) return -EINVAL;
+    if (b->legacy) return cr_legacy_add(b, bid);
     cr_buf_put(b, bid);
     cr_buf_publish(b);
     b->added++;
@@ -1002,6 +1106,13 @@ int corral_bufring_add_range(corral_bufring *b, unsigned first, unsigned count)
     unsigned i;
     if (!b->registered) return -EBADF;
     if (first >= b->nbufs || count > b->nbufs - first) return -EINVAL;
+    if (b->legacy) {
+        for (i = 0; i < count; i++) {
+            int rc = cr_legacy_add(b, first + i);
+            if (rc < 0) return rc;
+        }
+        return 0;
+    }
     for (i = 0; i < count; i++) cr_buf_put(b, first + i);
     cr_buf_publish(b);
     b->added += count;
@@ -1017,6 +1128,27 @@ int corral_bufring_unregister(corral_ring *r, corral_bufring *b)
     struct cr_buf_reg reg;
     long ret = 0;
     if (!b->registered) return 0;
+    if (b->legacy) {
+        corral_bufring **pp;
+        free(b->pending);
+        b->pending = NULL;
+        b->registered = 0;
+        if (r->fd < 0) return 0;
+        r->legacy_pending -= b->npending;
+        b->npending = 0;
+        for (pp = &r->legacy_head; *pp; pp = &(*pp)->next) {
+            if (*pp == b) { *pp = b->next; break; }
+        }
+        /* Take back what the kernel still holds (REMOVE_BUFFERS; its CQE is
+           consumed in cr_reap). Best effort: with the SQ full the buffers
+           simply stay with the kernel until the ring closes. */
+        {
+            struct cr_sqe *s = cr_get_sqe(r);
+            if (s) cr_fill(s, CR_OP_REMOVE_BUFFERS, (int32_t)b->nbufs, 0, 0, 0, 0,
+                           CORRAL_PROVIDE_USER_DATA, 0, 0, (uint16_t)b->bgid, 0, 0);
+        }
+        return 0;
+    }
     if (r->fd >= 0) {
         memset(&reg, 0, sizeof reg);
         reg.bgid = (uint16_t)b->bgid;

@@ -67,7 +67,10 @@ def wait_for(ring: Ring, count: int) -> list[tuple[int, int, int]]:
 
 
 def prep(ring: Ring, opcode: int, **kw: int) -> None:
-    assert ring.prep_op(opcode, **kw) == 0
+    """Prepare one SQE, flushing when the SQ is full (as the backend does)."""
+    while (rc := ring.prep_op(opcode, **kw)) == SQ_FULL:
+        ring.submit()
+    assert rc == 0
 
 
 # -- basics ----------------------------------------------------------------
@@ -179,6 +182,13 @@ def test_defer_taskrun_completion_seen_without_blocking(ring: Ring) -> None:
 # -- provided buffers ------------------------------------------------------
 
 
+@pytest.fixture(params=[False, True], ids=["pbuf_ring", "legacy"])
+def legacy(request: pytest.FixtureRequest) -> bool:
+    """Provided buffers through a PBUF_RING, or through PROVIDE_BUFFERS SQEs
+    (the fallback for kernels before 5.19)."""
+    return bool(request.param)
+
+
 @pytest.fixture
 def sockpair() -> Iterator[tuple[socket.socket, socket.socket]]:
     a, b = socket.socketpair()
@@ -187,12 +197,12 @@ def sockpair() -> Iterator[tuple[socket.socket, socket.socket]]:
 
 
 def test_recv_with_provided_buffers(
-    ring: Ring, sockpair: tuple[socket.socket, socket.socket]
+    ring: Ring, sockpair: tuple[socket.socket, socket.socket], legacy: bool
 ) -> None:
     a, b = sockpair
     slab = mmap.mmap(-1, 4 * 4096)
-    br = ring.register_buf_ring(3, slab, 4096, 4)
-    assert (br.bgid, br.buf_size, br.nbufs, br.entries) == (3, 4096, 4, 4)
+    br = ring.register_buf_ring(3, slab, 4096, 4, legacy=legacy)
+    assert (br.bgid, br.buf_size, br.nbufs, br.entries, br.legacy) == (3, 4096, 4, 4, legacy)
 
     def recv(ud: int) -> tuple[int, int, int]:
         prep(
@@ -221,11 +231,11 @@ def test_recv_with_provided_buffers(
 
 
 def test_recv_enobufs_when_ring_empty(
-    ring: Ring, sockpair: tuple[socket.socket, socket.socket]
+    ring: Ring, sockpair: tuple[socket.socket, socket.socket], legacy: bool
 ) -> None:
     a, b = sockpair
     slab = mmap.mmap(-1, 4096)
-    br = ring.register_buf_ring(1, slab, 4096, 1, add_all=False)
+    br = ring.register_buf_ring(1, slab, 4096, 1, add_all=False, legacy=legacy)
     b.send(b"data")
     prep(ring, Op.RECV, fd=a.fileno(), user_data=1, sqe_flags=SqeFlag.BUFFER_SELECT, buf_index=1)
     ((ud, res, flags),) = wait_for(ring, 1)
@@ -240,11 +250,11 @@ def test_recv_enobufs_when_ring_empty(
 
 
 def test_multishot_recv_more_then_terminal(
-    ring: Ring, sockpair: tuple[socket.socket, socket.socket]
+    ring: Ring, sockpair: tuple[socket.socket, socket.socket], legacy: bool
 ) -> None:
     a, b = sockpair
     slab = mmap.mmap(-1, 8 * 256)
-    br = ring.register_buf_ring(2, slab, 256, 8)
+    br = ring.register_buf_ring(2, slab, 256, 8, legacy=legacy)
     prep(
         ring,
         Op.RECV,
@@ -286,6 +296,46 @@ def test_async_cancel_pending_recv(
     # Cancelling something that no longer exists: -ENOENT.
     prep(ring, Op.ASYNC_CANCEL, addr=7, user_data=9)
     assert wait_for(ring, 1) == [(9, -errno.ENOENT, 0)]
+
+
+def test_legacy_buffers_chosen_without_pbuf_ring(
+    sockpair: tuple[socket.socket, socket.socket],
+) -> None:
+    a, b = sockpair
+    # A 2-entry SQ cannot hold 4 provide SQEs: the rest wait in C and are
+    # flushed by later submits, never lost.
+    with Ring(entries=2, refuse_buf_ring=True) as ring:
+        assert not ring.info.buf_ring
+        slab = mmap.mmap(-1, 4 * 64)
+        br = ring.register_buf_ring(5, slab, 64, 4)
+        assert br.legacy
+        seen = set()
+        for i in range(4):
+            b.send(b"m%d" % i)
+            prep(
+                ring,
+                Op.RECV,
+                fd=a.fileno(),
+                user_data=i,
+                sqe_flags=SqeFlag.BUFFER_SELECT,
+                buf_index=5,
+            )
+            ((ud, res, flags),) = wait_for(ring, 1)
+            assert (ud, res) == (i, 2)
+            bid = buffer_id(flags)
+            assert bid is not None
+            assert bytes(br.buffer(bid, 2)) == b"m%d" % i
+            seen.add(bid)
+        assert seen == {0, 1, 2, 3}
+        # More adds than buffers while the SQ is full: refused, not overrun.
+        for _ in range(2):
+            assert ring.prep_op(Op.NOP, user_data=100) in (0, SQ_FULL)
+        with pytest.raises(RuntimeError, match=r"more buffers added than it has"):
+            for bid in [0, 1, 2, 3, 0]:
+                br.add(bid)
+        assert ring.statistics().provide_errors == 0
+        br.close()
+        wait_for(ring, 2)
 
 
 # -- queue limits ----------------------------------------------------------
