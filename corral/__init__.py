@@ -40,6 +40,27 @@ from ._timeouts import (
 )
 from . import lowlevel as lowlevel
 
+# --- sync, channels, threads (corral/_sync.py, _channel.py, _threads.py) ---
+from ._sync import (
+    CapacityLimiter as CapacityLimiter,
+    CapacityLimiterStatistics as CapacityLimiterStatistics,
+    Condition as Condition,
+    ConditionStatistics as ConditionStatistics,
+    Event as Event,
+    EventStatistics as EventStatistics,
+    Lock as Lock,
+    LockStatistics as LockStatistics,
+    Semaphore as Semaphore,
+    StrictFIFOLock as StrictFIFOLock,
+)
+from ._channel import (
+    MemoryChannelStatistics as MemoryChannelStatistics,
+    MemoryReceiveChannel as MemoryReceiveChannel,
+    MemorySendChannel as MemorySendChannel,
+    as_safe_channel as as_safe_channel,
+    open_memory_channel as open_memory_channel,
+)
+
 # --- end of sections -----------------------------------------------------
 from . import abc as abc
 from ._util import fixup_module_metadata as _fixup_module_metadata
