@@ -60,6 +60,7 @@ from ._channel import (
     as_safe_channel as as_safe_channel,
     open_memory_channel as open_memory_channel,
 )
+from . import from_thread as from_thread, to_thread as to_thread
 
 # --- end of sections -----------------------------------------------------
 from . import abc as abc
