@@ -20,7 +20,6 @@ import sniffio
 import corral
 from corral import CapacityLimiter, Event, from_thread, to_thread
 from corral._core import _thread_cache
-from corral._threads import active_thread_count, wait_all_threads_completed
 from corral.lowlevel import (
     Abort,
     CorralToken,
@@ -30,7 +29,7 @@ from corral.lowlevel import (
     start_thread_soon,
     wait_task_rescheduled,
 )
-from corral.testing import wait_all_tasks_blocked
+from corral.testing import active_thread_count, wait_all_tasks_blocked, wait_all_threads_completed
 
 
 async def _wait_thread(thread: threading.Thread) -> None:

@@ -22,6 +22,12 @@ from ._corral_fixture import corral_fixture as corral_fixture
 from ._corral_test import corral_test as corral_test, trio_test as trio_test
 from ._sequencer import Sequencer as Sequencer
 
+# --- threads (corral/_threads.py) ---------------------------------------
+from .._threads import (
+    active_thread_count as active_thread_count,
+    wait_all_threads_completed as wait_all_threads_completed,
+)
+
 # --- end of sections -----------------------------------------------------
 
 _fixup_module_metadata(__name__, globals())
