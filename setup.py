@@ -15,6 +15,7 @@ from setuptools import setup
 
 build_uring = sys.platform.startswith("linux") and os.environ.get("CORRAL_BUILD_URING", "1") != "0"
 
+# The C sources reach the sdist through MANIFEST.in.
 if build_uring:
     setup(cffi_modules=["corral/_io/_uring_build.py:ffibuilder"])
 else:
