@@ -484,7 +484,9 @@ int corral_ring_submit_and_wait(corral_ring *r, unsigned wait_nr,
         r->enter_calls++;
         r->overflow_flushes++;
         ret = cr_classify(r, ret);
-        if (ret < 0) return (int)ret;
+        /* The CQEs already copied out are consumed from the CQ: deliver
+           them; an error that persists shows up on the next call. */
+        if (ret < 0) return n ? (int)n : (int)ret;
         n += cr_reap(r, ud + n, res + n, fl + n, max - n);
     }
     return (int)n;
