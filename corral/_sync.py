@@ -89,7 +89,7 @@ class Event:
     :class:`corral.lowlevel.ParkingLot` for repeated signals.
     """
 
-    __slots__ = ("_flag", "_waiters")
+    __slots__ = ("__weakref__", "_flag", "_waiters")
 
     def __init__(self) -> None:
         self._flag = False
@@ -221,7 +221,7 @@ class CapacityLimiter(AsyncContextManagerMixin):
       ValueError: if it is negative.
     """
 
-    __slots__ = ("_borrowers", "_lot", "_pending_borrowers", "_total_tokens")
+    __slots__ = ("__weakref__", "_borrowers", "_lot", "_pending_borrowers", "_total_tokens")
 
     def __init__(self, total_tokens: int | float) -> None:
         self._lot = ParkingLot()
@@ -401,7 +401,7 @@ class Semaphore(AsyncContextManagerMixin):
       ValueError: if ``initial_value < 0`` or ``max_value < initial_value``.
     """
 
-    __slots__ = ("_lot", "_max_value", "_value")
+    __slots__ = ("__weakref__", "_lot", "_max_value", "_value")
 
     def __init__(self, initial_value: int, *, max_value: int | None = None) -> None:
         if not isinstance(initial_value, int):
@@ -509,7 +509,7 @@ class _LockImpl(AsyncContextManagerMixin):
     :exc:`BrokenResourceError` instead of waiting forever.
     """
 
-    __slots__ = ("_lot", "_owner")
+    __slots__ = ("__weakref__", "_lot", "_owner")
 
     def __init__(self) -> None:
         self._lot = ParkingLot()
@@ -647,7 +647,7 @@ class Condition(AsyncContextManagerMixin):
       TypeError: if ``lock`` is not a :class:`corral.Lock`.
     """
 
-    __slots__ = ("_lock", "_lot")
+    __slots__ = ("__weakref__", "_lock", "_lot")
 
     def __init__(self, lock: Lock | None = None) -> None:
         if lock is None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import re
+import weakref
 from collections.abc import AsyncGenerator
 
 import pytest
@@ -659,3 +660,9 @@ async def test_as_safe_channel_keeps_name() -> None:
         yield 1  # pragma: no cover
 
     assert my_generator.__name__ == "my_generator"
+
+
+async def test_endpoints_are_weak_referenceable() -> None:
+    s, r = open_memory_channel[int](0)
+    assert weakref.ref(s)() is s
+    assert weakref.ref(r)() is r

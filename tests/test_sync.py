@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import re
+import weakref
 from collections.abc import Callable
 from typing import Any, TypeAlias
 
@@ -668,3 +669,13 @@ def test_statistics_records_are_frozen() -> None:
     stats = corral.EventStatistics(tasks_waiting=1)
     with pytest.raises(AttributeError):
         stats.tasks_waiting = 2  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    "factory",
+    [Event, lambda: CapacityLimiter(1), lambda: Semaphore(1), Lock, StrictFIFOLock, Condition],
+    ids=["Event", "CapacityLimiter", "Semaphore", "Lock", "StrictFIFOLock", "Condition"],
+)
+def test_primitives_are_weak_referenceable(factory: Callable[[], object]) -> None:
+    obj = factory()
+    assert weakref.ref(obj)() is obj
