@@ -158,9 +158,8 @@ def describe_selection(backend: str | None = None) -> dict[str, Any]:
     """
     info: dict[str, Any] = {"requested": backend, "error": None}
     try:
-        name, source = requested_backend(backend)
-        info["source"] = source
-        manager = make_io_manager_factory(name)(guest=False)
+        info["source"] = requested_backend(backend)[1]
+        manager = make_io_manager_factory(backend)(guest=False)
     except Exception as exc:
         info["error"] = f"{type(exc).__name__}: {exc}"
         return info

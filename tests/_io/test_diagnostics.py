@@ -1,0 +1,49 @@
+"""``python -m corral`` diagnostics."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+from iohelpers import REAL_BACKENDS
+
+
+def run_diagnostics(**env: str) -> subprocess.CompletedProcess[str]:
+    import os
+
+    full = {k: v for k, v in os.environ.items() if k not in ("CORRAL_BACKEND",)}
+    full.update(env)
+    return subprocess.run(
+        [sys.executable, "-m", "corral"], capture_output=True, text=True, env=full, check=False
+    )
+
+
+@pytest.mark.skipif("io_uring" not in REAL_BACKENDS, reason="io_uring unavailable")
+def test_shows_io_uring_here() -> None:
+    proc = run_diagnostics()
+    assert proc.returncode == 0, proc.stderr
+    assert "  backend: io_uring (first in the default order that started)" in proc.stdout
+    assert "    provided-buffer rings: yes" in proc.stdout
+    assert "  pool: 256 buffers x 16384 bytes" in proc.stdout
+
+
+def test_shows_fallback_reason_when_refused() -> None:
+    proc = run_diagnostics(CORRAL_IO_URING_REFUSE="EPERM")
+    if "epoll" in REAL_BACKENDS:
+        assert proc.returncode == 0, proc.stderr
+        assert "  backend: epoll (first in the default order that started)" in proc.stdout
+        assert "  fallback reason: io_uring unavailable: " in proc.stdout
+        assert "Operation not permitted" in proc.stdout
+    else:
+        assert proc.returncode == 1
+        assert "Operation not permitted" in proc.stdout
+
+
+def test_explicit_backend_from_environment_refused() -> None:
+    proc = run_diagnostics(CORRAL_BACKEND="io_uring", CORRAL_IO_URING_REFUSE="EPERM")
+    assert proc.returncode == 1
+    assert (
+        "  backend: NONE -- BackendUnavailableError: [Errno 1] corral backend 'io_uring' "
+        "was requested (environment) but cannot start: " in proc.stdout
+    )
