@@ -27,7 +27,7 @@ from ._core import (
     current_time as current_time,
     open_nursery as open_nursery,
 )
-from ._core import run as run  # the completion-core helper replaces this with _run_entry.run
+from ._run_entry import run as run  # corral/_run_entry.py: backend selection (completion core)
 from ._timeouts import (
     TooSlowError as TooSlowError,
     fail_after as fail_after,

@@ -121,6 +121,53 @@ from ._core import (
     wait_task_rescheduled as wait_task_rescheduled,
 )
 
+# --- completion core (corral/_io) ------------------------------------------
+from ._io import (
+    AcceptMultishotOp as AcceptMultishotOp,
+    AcceptOp as AcceptOp,
+    Backend as Backend,
+    BackendStatistics as BackendStatistics,
+    BackendUnavailableError as BackendUnavailableError,
+    BufferCorruptionError as BufferCorruptionError,
+    BufferLeakError as BufferLeakError,
+    BufferPool as BufferPool,
+    CancelFdOp as CancelFdOp,
+    Capabilities as Capabilities,
+    CloseOp as CloseOp,
+    ConnectOp as ConnectOp,
+    FsyncOp as FsyncOp,
+    Lease as Lease,
+    NopOp as NopOp,
+    OpenatOp as OpenatOp,
+    Operation as Operation,
+    PollOp as PollOp,
+    PoolStatistics as PoolStatistics,
+    RawOp as RawOp,
+    ReadOp as ReadOp,
+    ReadPoolOp as ReadPoolOp,
+    ReadvOp as ReadvOp,
+    RecvmsgOp as RecvmsgOp,
+    RecvMultishotOp as RecvMultishotOp,
+    RecvOp as RecvOp,
+    RecvPoolOp as RecvPoolOp,
+    SendmsgOp as SendmsgOp,
+    SendOp as SendOp,
+    ShutdownOp as ShutdownOp,
+    SpliceOp as SpliceOp,
+    StatxOp as StatxOp,
+    TimeoutOp as TimeoutOp,
+    WriteOp as WriteOp,
+    WritevOp as WritevOp,
+    cancel_operation as cancel_operation,
+    current_backend as current_backend,
+    notify_closing as notify_closing,
+    orphan as orphan,
+    perform as perform,
+    stream as stream,
+    wait_readable as wait_readable,
+    wait_writable as wait_writable,
+)
+
 # --- end of sections -----------------------------------------------------
 from ._util import fixup_module_metadata as _fixup_module_metadata
 

@@ -28,6 +28,9 @@ from .._threads import (
     wait_all_threads_completed as wait_all_threads_completed,
 )
 
+# --- completion core (corral/_io/fake.py) ---------------------------------
+from .._io.fake import FakeKernel as FakeKernel
+
 # --- end of sections -----------------------------------------------------
 
 _fixup_module_metadata(__name__, globals())
