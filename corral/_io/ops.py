@@ -734,7 +734,7 @@ class RawOp(Operation):
     ``keep`` holds every object whose memory the SQE points at (the op owns
     them until its terminal completion); ``addr``/``addr2``/``off`` are plain
     integers (pointers included), copied into the SQE as given. Only the
-    io_uring backend accepts it; others fail the op with ``ENOSYS``.
+    io_uring backend accepts it; others raise ``OSError(ENOSYS)`` at submission.
     Returns the raw ``res`` (negative results raise ``OSError``).
     """
 
