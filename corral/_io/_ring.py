@@ -217,6 +217,15 @@ class Feature(enum.IntFlag):
 TIMEOUT_ABS: Final = 1 << 0  # op_flags of TIMEOUT
 TIMEOUT_ETIME_SUCCESS: Final = 1 << 5  # op_flags of TIMEOUT
 POLL_ADD_MULTI: Final = 1 << 0  # *length* of POLL_ADD
+# ASYNC_CANCEL (addr = target user_data; io_uring_prep_cancel(3)): the
+# cancel's own CQE says 0 (found and cancelled), -ENOENT (not found: already
+# completed, or never submitted -- a cancel in the same batch as its target
+# but prepared AFTER it does find it, SQEs are issued in order), -EALREADY
+# (running, cannot be stopped; its completion follows shortly) or, with
+# ASYNC_CANCEL_ALL/FD/ANY, the number cancelled. The target still posts its
+# own CQE in every case: -ECANCELED when cancelled, else its real result.
+# A successful cancel has posted the target's CQE by the time the cancel's
+# submission returns.
 ASYNC_CANCEL_ALL: Final = 1 << 0  # op_flags of ASYNC_CANCEL
 ASYNC_CANCEL_FD: Final = 1 << 1
 ASYNC_CANCEL_ANY: Final = 1 << 2
