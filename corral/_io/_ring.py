@@ -219,8 +219,9 @@ TIMEOUT_ETIME_SUCCESS: Final = 1 << 5  # op_flags of TIMEOUT
 POLL_ADD_MULTI: Final = 1 << 0  # *length* of POLL_ADD
 # ASYNC_CANCEL (addr = target user_data; io_uring_prep_cancel(3)): the
 # cancel's own CQE says 0 (found and cancelled), -ENOENT (not found: already
-# completed, or never submitted -- a cancel in the same batch as its target
-# but prepared AFTER it does find it, SQEs are issued in order), -EALREADY
+# completed, or not submitted yet -- SQEs are issued in order, so a target
+# prepared before the cancel, even in the same batch, is found unless it
+# has already completed), -EALREADY
 # (running, cannot be stopped; its completion follows shortly) or, with
 # ASYNC_CANCEL_ALL/FD/ANY, the number cancelled. The target still posts its
 # own CQE in every case: -ECANCELED when cancelled, else its real result.
