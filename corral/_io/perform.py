@@ -86,9 +86,14 @@ async def perform(op: Operation) -> Any:
     if op.multishot:
         return await _next_result(op)
     await checkpoint_if_cancelled()
-    backend = current_backend()
+    backend = current_io_manager()
     op._raise_cancel = None
-    backend.submit(op)
+    try:
+        submit = backend.submit
+    except AttributeError:
+        current_backend()  # raises the explanatory RuntimeError
+        raise
+    submit(op)
     op._task = current_task()
 
     def abort(raise_cancel: Any) -> Abort:

@@ -61,6 +61,7 @@ from ._slots import INTERNAL, SLOT_BITS, SLOT_MASK, SlotTable
 from .ops import (
     DONE,
     IN_FLIGHT,
+    NEW,
     AcceptMultishotOp,
     AcceptOp,
     CancelFdOp,
@@ -236,6 +237,7 @@ class UringBackend(Backend):
         #: Cancel requests that found the SQ full and the kernel pushing back.
         self._cancel_backlog: list[int] = []
         self._wakeups_seen = 0
+        self._fast_reschedule: Any = None
         self._stale = 0
         self._cancel_results: dict[int, int] = {}
         self._guest = guest
@@ -301,7 +303,28 @@ class UringBackend(Backend):
             prepper = self._prepper_for(op)
         op._state = IN_FLIGHT
         op._cancel_requested = False
-        self._enter(op, prepper)
+        table = self._table
+        free = table.free
+        if not free or self._backlog:
+            self._enter(op, prepper)
+            return
+        # SlotTable.add, inlined: this is the per-op hot path. (A slot's
+        # generation would need 2**43 reuses to wrap into the internal range.)
+        slot = free.pop()
+        gen = table.gens[slot] + 1
+        table.gens[slot] = gen
+        table.ops[slot] = op
+        table.live += 1
+        token = (gen << SLOT_BITS) | slot
+        op._token = token
+        self._submitted += 1
+        try:
+            rc = prepper(op, token)
+        except BaseException:
+            self._unsubmit(op)
+            raise
+        if rc:
+            self._prep_failed(op, rc, prepper)
 
     def _prepper_for(self, op: Operation) -> Any:
         # A library's subclass of an op record is prepared like its base.
@@ -324,13 +347,19 @@ class UringBackend(Backend):
         try:
             rc = prepper(op, token)
         except BaseException:
-            self._table.pop(token)
-            op._state = DONE
-            op._token = 0
-            op._kmem = None
+            self._unsubmit(op)
             raise
         if rc:
             self._prep_failed(op, rc, prepper)
+
+    def _unsubmit(self, op: Operation) -> None:
+        # Preparing the SQE raised (a value out of its C type's range): the
+        # op never reached the kernel, so it may be fixed and submitted again.
+        self._table.pop(op._token)
+        self._submitted -= 1
+        op._state = NEW
+        op._token = 0
+        op._kmem = None
 
     def _prep_failed(self, op: Operation, rc: int, prepper: Any) -> None:
         if rc == _SQ_FULL:
@@ -441,7 +470,9 @@ class UringBackend(Backend):
         gens = table.gens
         free = table.free
         pool = self.pool
-        reschedule = self._reschedule
+        reschedule = self._fast_reschedule
+        if reschedule is None:
+            reschedule = self._bind_reschedule()
         done = 0
         for i in range(n):
             ud = uds[i]
@@ -486,6 +517,17 @@ class UringBackend(Backend):
                 op.lease = None
                 lease.release()
         self._completed += done
+
+    def _bind_reschedule(self) -> Any:
+        # The runner's own bound method skips the public accessor's run
+        # lookup and KI-protection wrapper; process_events already runs
+        # inside the KI-protected run loop.
+        from .._core._run_context import GLOBAL_RUN_CONTEXT
+
+        runner = getattr(GLOBAL_RUN_CONTEXT, "runner", None)
+        reschedule = getattr(runner, "reschedule", None) or self._reschedule
+        self._fast_reschedule = reschedule
+        return reschedule
 
     def _internal_cqe(self, ud: int, res: int, fl: int) -> None:
         if fl & _F_BUFFER:  # pragma: no cover - internal requests select no buffer
