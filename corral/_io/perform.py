@@ -86,7 +86,8 @@ async def perform(op: Operation) -> Any:
     if op.multishot:
         return await _next_result(op)
     await checkpoint_if_cancelled()
-    backend = current_io_manager()
+    # Typed as Any: any backend, checked by the attribute lookup below.
+    backend: Any = current_io_manager()
     op._raise_cancel = None
     try:
         submit = backend.submit
