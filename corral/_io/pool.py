@@ -295,6 +295,10 @@ class BufferPool:
 
     def _release(self, index: int) -> None:
         lease = self._leases.pop(index)
+        if self._slab is None:
+            # Released after the run ended: the slab (and the kernel ring)
+            # are gone; there is nowhere to return the buffer to.
+            return
         if self.debug:
             self._last_holder[index] = repr(lease.holder)
             self._poison(index)

@@ -571,3 +571,16 @@ def test_unknown_backend_name() -> None:
         match=r"^unknown corral backend 'kqueue'; expected one of io_uring, epoll, fake$",
     ):
         make_io_manager_factory("kqueue")
+
+
+def test_lease_released_after_the_run_is_harmless(real_backend: str) -> None:
+    async def main() -> Any:
+        a, b = socketpair()
+        with a, b:
+            a.send(b"kept")
+            return await perform(RecvPoolOp(b.fileno()))
+
+    lease = run_on(real_backend, main, debug=False)
+    assert lease is not None and not lease.released
+    lease.release()
+    assert lease.released
