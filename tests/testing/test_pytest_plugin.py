@@ -136,6 +136,36 @@ def test_trio_marker_is_an_alias(pytester: pytest.Pytester) -> None:
     result.assert_outcomes(passed=1)
 
 
+def test_trio_marker_is_left_to_pytest_trio_when_loaded(pytester: pytest.Pytester) -> None:
+    # Stand-in for pytest-trio: any plugin registered under the name "trio".
+    pytester.makeconftest(
+        """
+        class FakePytestTrio:
+            pass
+
+        def pytest_addhooks(pluginmanager):
+            pluginmanager.register(FakePytestTrio(), "trio")
+        """
+    )
+    result = run(
+        pytester,
+        """
+        import pytest
+
+        @pytest.mark.trio
+        async def test_belongs_to_pytest_trio():
+            pass
+
+        @pytest.mark.corral
+        async def test_still_corral():
+            pass
+        """,
+    )
+    # corral leaves the first alone, and pytest itself refuses it.
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(["*async def functions are not natively supported*"])
+
+
 def test_marked_sync_test_is_an_error(pytester: pytest.Pytester) -> None:
     result = run(
         pytester,
