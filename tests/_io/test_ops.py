@@ -1,0 +1,152 @@
+"""Every op record against a real kernel: what it returns, what it owns."""
+
+from __future__ import annotations
+
+import errno
+import os
+import socket
+from pathlib import Path
+from typing import Any
+
+import pytest
+from iohelpers import run_on
+
+from corral._io.ops import (
+    AcceptOp,
+    CancelFdOp,
+    CloseOp,
+    ConnectOp,
+    FsyncOp,
+    NopOp,
+    OpenatOp,
+    PollOp,
+    RawOp,
+    ReadOp,
+    ReadPoolOp,
+    ReadvOp,
+    RecvmsgOp,
+    RecvOp,
+    SendmsgOp,
+    ShutdownOp,
+    SpliceOp,
+    StatxOp,
+    WriteOp,
+    WritevOp,
+)
+from corral._io.perform import current_backend, perform
+
+
+def test_file_ops(real_backend: str, tmp_path: Path) -> None:
+    path = tmp_path / "data.bin"
+
+    async def main() -> None:
+        fd = await perform(OpenatOp(path, os.O_RDWR | os.O_CREAT, 0o600))
+        assert os.get_inheritable(fd) is False
+        assert await perform(WriteOp(fd, b"hello world", 0)) == 11
+        assert await perform(WritevOp(fd, [b"12", b"345"], 11)) == 5
+        assert await perform(FsyncOp(fd)) is None
+        assert await perform(FsyncOp(fd, datasync=True)) is None
+        buf = bytearray(5)
+        assert await perform(ReadOp(fd, buf, 6)) == 5
+        assert buf == b"world"
+        a, b = bytearray(3), bytearray(4)
+        assert await perform(ReadvOp(fd, [a, b], 0)) == 7
+        assert (a, b) == (b"hel", b"lo w")
+        lease = await perform(ReadPoolOp(fd, 11))
+        assert lease is not None and bytes(lease) == b"12345"
+        lease.release()
+        assert await perform(ReadPoolOp(fd, 16)) is None  # EOF
+        st = await perform(StatxOp(path))
+        assert st.st_size == 16
+        assert st.st_ino == os.stat(path).st_ino
+        assert st.st_mtime_ns == os.stat(path).st_mtime_ns
+        fst = await perform(StatxOp("", dir_fd=fd))
+        assert fst.st_ino == st.st_ino
+        assert await perform(CloseOp(fd)) is None
+        with pytest.raises(OSError) as info:
+            await perform(OpenatOp(tmp_path / "missing", os.O_RDONLY))
+        assert info.value.errno == errno.ENOENT
+
+    run_on(real_backend, main)
+
+
+def test_socket_ops(real_backend: str) -> None:
+    async def main() -> None:
+        listener = socket.socket()
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        client = socket.socket()
+        client.setblocking(False)
+        with listener, client:
+            await perform(ConnectOp(client.fileno(), socket.AF_INET, listener.getsockname()))
+            fd = await perform(AcceptOp(listener.fileno()))
+            server = socket.socket(fileno=fd)
+            with server:
+                assert await perform(SendmsgOp(client.fileno(), [b"ab", b"cd"])) == 4
+                buf = bytearray(8)
+                n, anc, flags, addr = await perform(RecvmsgOp(server.fileno(), [buf]))
+                assert (n, bytes(buf[:4]), anc, flags) == (4, b"abcd", [], 0)
+                assert await perform(ShutdownOp(client.fileno(), socket.SHUT_WR)) is None
+                assert await perform(RecvmsgOp(server.fileno(), [buf])) == (0, [], 0, b"")
+
+    run_on(real_backend, main)
+
+
+def test_unix_ancillary_data(real_backend: str) -> None:
+    async def main() -> None:
+        a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+        r, w = os.pipe()
+        with a, b:
+            anc = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, r.to_bytes(4, "little"))]
+            assert await perform(SendmsgOp(a.fileno(), [b"fd"], anc)) == 2
+            buf = bytearray(4)
+            n, got, _flags, _addr = await perform(
+                RecvmsgOp(b.fileno(), [buf], socket.CMSG_SPACE(4))
+            )
+            assert n == 2 and buf[:2] == b"fd"
+            [(level, kind, data)] = got
+            assert (level, kind) == (socket.SOL_SOCKET, socket.SCM_RIGHTS)
+            passed = int.from_bytes(data[:4], "little")
+            os.write(w, b"!")
+            assert os.read(passed, 1) == b"!"
+            for fd in (r, w, passed):
+                os.close(fd)
+
+    run_on(real_backend, main)
+
+
+def test_splice_poll_and_cancel_fd(real_backend: str) -> None:
+    async def main() -> None:
+        r, w = os.pipe()
+        a, b = socket.socketpair()
+        with a, b:
+            os.write(w, b"spliced")
+            assert await perform(SpliceOp(r, a.fileno(), 7)) == 7
+            assert await perform(PollOp(b.fileno(), 0x1)) & 0x1
+            assert b.recv(16) == b"spliced"
+            backend = current_backend()
+            idle = [RecvOp(b.fileno(), bytearray(1)) for _ in range(2)]
+            for op in idle:
+                backend.submit(op)
+            await perform(NopOp())  # one loop turn: the recvs are in the kernel
+            assert await perform(CancelFdOp(b.fileno())) == 2
+            while not all(op.done for op in idle):
+                await perform(NopOp())
+            assert [op.res for op in idle] == [-errno.ECANCELED] * 2
+        os.close(r)
+        os.close(w)
+
+    run_on(real_backend, main)
+
+
+def test_raw_op_on_io_uring() -> None:
+    from iohelpers import REAL_BACKENDS
+
+    if "io_uring" not in REAL_BACKENDS:
+        pytest.skip("io_uring unavailable")
+
+    async def main() -> Any:
+        assert current_backend().capabilities.raw_ops
+        return await perform(RawOp(0))  # IORING_OP_NOP
+
+    assert run_on("io_uring", main) == 0
