@@ -254,5 +254,3 @@ def test_pending_cancel_does_not_leave_before_completion() -> None:
         assert out == []
 
     run_on("fake", main, auto_cancel=False)
-
-

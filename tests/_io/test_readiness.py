@@ -52,9 +52,7 @@ def test_busy_cancel_and_notify_closing(real_backend: str) -> None:
                     await wait_readable(b)
 
                 async def closed() -> None:
-                    with pytest.raises(
-                        ClosedResourceError, match=r"^another task closed this fd$"
-                    ):
+                    with pytest.raises(ClosedResourceError, match=r"^another task closed this fd$"):
                         await wait_readable(b)
 
                 nursery.cancel_scope.cancel()
