@@ -20,12 +20,26 @@ What a corral test gets (the same model as pytest-trio's):
 - A crash anywhere (a fixture's setup or teardown, a background task a
   fixture started, the test) makes the test fail with that exception; the
   test, if running, is cancelled and the teardown sequence starts. A
-  fixture that silently cancels the test is reported too.
+  fixture that silently cancels the test is reported too. As a pytest
+  fixture error would be, a fixture crash counts as a test *failure*.
+- Reporting: each exception is reported as its code raised it, never
+  wrapped by the plugin's own plumbing (a test's own nursery still gives
+  its exception group). Several failures in one test are reported as one
+  ``BaseExceptionGroup("errors in async test and corral fixtures", ...)``.
+  A skip / xfail / fail / exit that is the only exception, however deep in
+  exception groups, is re-raised bare so pytest reports it as such; a
+  KeyboardInterrupt anywhere is re-raised so the session stops.
 - ``mock_clock`` / ``autojump_clock`` fixtures: a test that uses (directly or
   through other fixtures) a :class:`corral.abc.Clock` runs with that clock;
   :class:`corral.abc.Instrument` fixture values are installed likewise.
 - ``nursery``: a nursery owned by the requesting fixture or test, cancelled
   when that fixture is torn down or the test finishes.
+
+``corral_run`` (ini) or ``@pytest.mark.corral(run=...)`` replace
+:func:`corral.run` by another function with its signature.
+
+pytest-timeout (``signal`` method) keeps working: its alarm cancels the test
+cleanly and fails it with pytest-timeout's message (see ``_TimeoutBridge``).
 
 ``@pytest.mark.trio`` is accepted as an alias of ``@pytest.mark.corral`` so
 that Trio test suites port unchanged, but only when pytest-trio is not
