@@ -84,7 +84,7 @@ def test_socket_ops(real_backend: str) -> None:
             with server:
                 assert await perform(SendmsgOp(client.fileno(), [b"ab", b"cd"])) == 4
                 buf = bytearray(8)
-                n, anc, flags, addr = await perform(RecvmsgOp(server.fileno(), [buf]))
+                n, anc, flags, _addr = await perform(RecvmsgOp(server.fileno(), [buf]))
                 assert (n, bytes(buf[:4]), anc, flags) == (4, b"abcd", [], 0)
                 assert await perform(ShutdownOp(client.fileno(), socket.SHUT_WR)) is None
                 assert await perform(RecvmsgOp(server.fileno(), [buf])) == (0, [], 0, b"")
