@@ -41,6 +41,29 @@ parks them until a buffer is released, then re-submits them with a new token
 (backpressure, counted in the pool statistics). A cancel request while parked
 completes them with ``-ECANCELED``.
 
+Writing a backend (what ``_select.py`` and the contract suite assume):
+
+* Constructor: ``Cls(pool, *, guest=False, **options)``; raise ``OSError``
+  (with the errno) if the backend cannot start, after freeing what it took.
+  ``Backend.__init__(self, pool, capabilities)`` first.
+* Accept every op class in ``ops.py`` (and subclasses, by their nearest known
+  base). ``RawOp`` may be refused with ``OSError(ENOSYS)`` from ``submit``.
+  ``CancelFdOp`` completes with the number of in-flight ops on the fd whose
+  cancellation it requested (each of those still completes on its own).
+  ``PollOp`` completes with the ready mask (``wait_readable`` uses it).
+* Results use io_uring's convention everywhere: ``res >= 0`` or ``-errno``;
+  a pool buffer used for data is passed as ``lease`` (``pool.try_lease`` /
+  ``pool.wait_for_buffer`` on backends without provided buffers), with
+  ``lease.nbytes`` set.
+* Multishot ops without native support: deliver each result with
+  ``_complete_more``, or complete each single-shot round terminally with
+  data -- ``_complete`` then re-submits it through ``_resubmit``.
+* ``get_events`` returns a falsy batch iff the timeout elapsed with nothing
+  to report (the scheduler's idle detection relies on it); ``_local``
+  completions make it return at once.
+* ``close`` sets ``_closed``, clears ``op._task`` of every op in flight, and
+  reaps; ``_finish_close`` then checks leaks and frees the pool.
+
 Delivery, for a terminal completion of op ``op``: ``op.res``, ``op.cqe_flags``
 and ``op.lease`` are set, ``op._state`` becomes ``DONE``, then either the
 task parked on it (``op._task``) is rescheduled, or ``op._callback(op)`` is
