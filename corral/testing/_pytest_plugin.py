@@ -142,11 +142,22 @@ def pytest_configure(config: pytest.Config) -> None:
         )
 
 
-def _corral_marker(node: pytest.Item | pytest.Collector) -> pytest.Mark | None:
-    mark = node.get_closest_marker("corral")
-    if mark is None and node.config.stash.get(_TRIO_ALIAS, False):
-        mark = node.get_closest_marker("trio")
-    return mark
+def _marker_names(config: pytest.Config) -> tuple[str, ...]:
+    return ("corral", "trio") if config.stash.get(_TRIO_ALIAS, False) else ("corral",)
+
+
+def _is_corral_test(node: pytest.Item | pytest.Collector) -> bool:
+    """Whether corral runs ``node`` (a test, or for a class-scoped fixture,
+    a class)."""
+    names = _marker_names(node.config)
+    if not any(node.get_closest_marker(name) is not None for name in names):
+        return False
+    if isinstance(node, pytest.Function) and not inspect.iscoroutinefunction(node.obj):
+        # A sync test under a module or class mark is an ordinary test; a
+        # mark on the sync function itself is a mistake, reported when the
+        # test runs.
+        return any(mark.name in names for mark in node.own_markers)
+    return True
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -159,7 +170,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 def _choose_run(item: pytest.Function) -> Callable[..., object]:
     """The run function: the closest marker's ``run=``, else ``corral_run``."""
-    names = ("corral", "trio") if item.config.stash.get(_TRIO_ALIAS, False) else ("corral",)
+    names = _marker_names(item.config)
     for mark in item.iter_markers():
         run = mark.kwargs.get("run") if mark.name in names else None
         if run is not None:
@@ -470,7 +481,7 @@ def _run_test(item: pytest.Function) -> None:
 @pytest.hookimpl(tryfirst=True)
 def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
     __tracebackhide__ = True
-    if _corral_marker(pyfuncitem) is None:
+    if not _is_corral_test(pyfuncitem):
         return None
     _run_test(pyfuncitem)
     return True
@@ -486,7 +497,7 @@ def _is_corral_fixture(func: Callable[..., object], coerce: bool, kwargs: dict[s
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_fixture_setup(fixturedef: FixtureDef[Any], request: SubRequest) -> object | None:
-    is_corral_test = _corral_marker(request.node) is not None
+    is_corral_test = _is_corral_test(request.node)
     coerce = is_corral_test or bool(request.config.getini("corral_mode"))
     kwargs = {name: request.getfixturevalue(name) for name in fixturedef.argnames}
     func = resolve_fixture_function(fixturedef, request)

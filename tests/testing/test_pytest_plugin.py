@@ -181,6 +181,33 @@ def test_marked_sync_test_is_an_error(pytester: pytest.Pytester) -> None:
     result.stdout.fnmatch_lines(["*test function `<Function test_not_async>` is marked corral but is not async*"])
 
 
+def test_module_mark_leaves_sync_tests_alone(pytester: pytest.Pytester) -> None:
+    result = run(
+        pytester,
+        """
+        import pytest, corral
+
+        pytestmark = pytest.mark.corral
+
+        @pytest.fixture
+        def plain():
+            return 1
+
+        async def test_async(plain):
+            await corral.sleep(0)
+            assert plain == 1
+
+        def test_sync(plain):
+            assert plain == 1
+
+        class TestGroup:
+            def test_sync_method(self, plain):
+                assert plain == 1
+        """,
+    )
+    result.assert_outcomes(passed=3)
+
+
 def test_parametrized_tests_and_fixtures(pytester: pytest.Pytester) -> None:
     result = run(
         pytester,
