@@ -62,6 +62,14 @@ from ._channel import (
 )
 from . import from_thread as from_thread, to_thread as to_thread
 
+# --- generic streams, serve_listeners, TLS (corral/_highlevel_generic.py,
+# _highlevel_serve_listeners.py, _ssl.py) ---
+from ._highlevel_generic import (
+    StapledStream as StapledStream,
+    aclose_forcefully as aclose_forcefully,
+)
+from ._highlevel_serve_listeners import serve_listeners as serve_listeners
+
 # --- end of sections -----------------------------------------------------
 from . import abc as abc
 from ._util import fixup_module_metadata as _fixup_module_metadata
