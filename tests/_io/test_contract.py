@@ -584,3 +584,18 @@ def test_lease_released_after_the_run_is_harmless(real_backend: str) -> None:
     assert lease is not None and not lease.released
     lease.release()
     assert lease.released
+
+
+def test_keyboard_interrupt_reaches_a_task_parked_in_perform(real_backend: str) -> None:
+    # The signal wakes the blocked kernel wait (set_wakeup_fd), the abort
+    # requests a kernel cancel, and the terminal ECANCELED raises the
+    # KeyboardInterrupt in the parked task.
+    import signal
+    import threading
+
+    async def main() -> None:
+        threading.Timer(0.05, os.kill, (os.getpid(), signal.SIGINT)).start()
+        await perform(TimeoutOp(30))
+
+    with pytest.raises(KeyboardInterrupt):
+        run_on(real_backend, main)
