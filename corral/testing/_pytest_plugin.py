@@ -537,7 +537,7 @@ class _TimeoutBridge:
     ``_TIMEOUT_GRACE`` seconds later (code that never reaches a
     checkpoint), pytest-timeout's handler runs after all.
 
-    Inactive (a no-op) when the alarm handler is not a Python callable, i.e.
+    Inactive (a no-op) unless the alarm handler is pytest-timeout's, i.e.
     when pytest-timeout is absent, uses its ``thread`` method (which kills
     the process and needs no help), or the run is not in the main thread.
     """
@@ -553,7 +553,8 @@ class _TimeoutBridge:
         if threading.current_thread() is not threading.main_thread():
             return self
         previous = signal.getsignal(signal.SIGALRM)
-        if callable(previous):
+        # Only pytest-timeout's handler: anyone else's alarm is their own.
+        if callable(previous) and getattr(previous, "__module__", None) == "pytest_timeout":
             self._previous = previous
             signal.signal(signal.SIGALRM, self._on_alarm)
         return self

@@ -962,3 +962,30 @@ def test_pytest_timeout_fails_the_test_cleanly(pytester: pytest.Pytester) -> Non
     )
     result.stdout.no_fnmatch_line("*CorralInternalError*")
     result.stdout.no_fnmatch_line("*errors in async test*")
+
+
+def test_other_alarm_handlers_are_left_alone(pytester: pytest.Pytester) -> None:
+    pytester.makeini("[pytest]\n" + CORRAL_MODE + "\n")
+    pytester.makepyfile(
+        """
+        import signal
+        import pytest, corral
+
+        @pytest.fixture
+        def alarm_log():
+            log = []
+            previous = signal.signal(signal.SIGALRM, lambda *args: log.append("alarm"))
+            yield log
+            signal.signal(signal.SIGALRM, previous)
+
+        async def test_own_alarm(alarm_log):
+            signal.setitimer(signal.ITIMER_REAL, 0.05)
+            while not alarm_log:
+                await corral.sleep(0.01)
+            # No re-armed alarm, no second call.
+            await corral.sleep(0.2)
+            assert alarm_log == ["alarm"]
+        """
+    )
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-p", "no:timeout")
+    result.assert_outcomes(passed=1)
