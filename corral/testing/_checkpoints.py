@@ -10,6 +10,7 @@ once, so a block "executed a checkpoint" when both counters moved, and
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, final
 
 from .._core import current_task
@@ -64,7 +65,7 @@ class _CheckpointAssertion:
             raise AssertionError("assert_no_checkpoints block yielded!")
 
 
-def assert_checkpoints() -> _CheckpointAssertion:
+def assert_checkpoints() -> AbstractContextManager[None]:
     """Return a context manager asserting that its block executes at least
     one :ref:`checkpoint <checkpoints>`, that is, passes both a cancel point
     and a schedule point, or else exits with an exception.
@@ -85,7 +86,7 @@ def assert_checkpoints() -> _CheckpointAssertion:
     return _CheckpointAssertion(True)
 
 
-def assert_no_checkpoints() -> _CheckpointAssertion:
+def assert_no_checkpoints() -> AbstractContextManager[None]:
     """Return a context manager asserting that its block executes no
     :ref:`checkpoint <checkpoints>`: neither a cancel point nor a schedule
     point.

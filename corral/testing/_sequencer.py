@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING, final
 
 from .._core import Cancelled
@@ -74,7 +75,7 @@ class Sequencer:
             event = self._turns[position] = Event()
         return event
 
-    def __call__(self, position: int) -> _SequencePoint:
+    def __call__(self, position: int) -> AbstractAsyncContextManager[None]:
         """Return the async context manager for the block at ``position``."""
         return _SequencePoint(self, position)
 
