@@ -679,3 +679,17 @@ def test_statistics_records_are_frozen() -> None:
 def test_primitives_are_weak_referenceable(factory: Callable[[], object]) -> None:
     obj = factory()
     assert weakref.ref(obj)() is obj
+
+
+async def test_condition_wait_is_a_checkpoint() -> None:
+    c = Condition()
+
+    async def notifier() -> None:
+        async with c:
+            c.notify()
+
+    async with corral.open_nursery() as nursery, c:
+        nursery.start_soon(notifier)
+        with assert_checkpoints():
+            await c.wait()
+        assert c.locked()

@@ -29,7 +29,12 @@ from corral.lowlevel import (
     start_thread_soon,
     wait_task_rescheduled,
 )
-from corral.testing import active_thread_count, wait_all_tasks_blocked, wait_all_threads_completed
+from corral.testing import (
+    active_thread_count,
+    assert_checkpoints,
+    wait_all_tasks_blocked,
+    wait_all_threads_completed,
+)
 
 
 async def _wait_thread(thread: threading.Thread) -> None:
@@ -818,3 +823,10 @@ async def test_many_threads_round_trip() -> None:
 async def test_token_is_weak_referenceable() -> None:
     token = current_corral_token()
     assert weakref.ref(token)() is token
+
+
+async def test_to_thread_and_helpers_are_checkpoints() -> None:
+    with assert_checkpoints():
+        await to_thread.run_sync(lambda: None)
+    with assert_checkpoints():
+        await wait_all_threads_completed()
