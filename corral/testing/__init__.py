@@ -31,6 +31,22 @@ from .._threads import (
 # --- completion core (corral/_io/fake.py) ---------------------------------
 from .._io.fake import FakeKernel as FakeKernel
 
+# --- memory streams, stream conformance suites (corral/testing) ---------
+from ._check_streams import (
+    check_half_closeable_stream as check_half_closeable_stream,
+    check_one_way_stream as check_one_way_stream,
+    check_two_way_stream as check_two_way_stream,
+)
+from ._memory_streams import (
+    MemoryReceiveStream as MemoryReceiveStream,
+    MemorySendStream as MemorySendStream,
+    lockstep_stream_one_way_pair as lockstep_stream_one_way_pair,
+    lockstep_stream_pair as lockstep_stream_pair,
+    memory_stream_one_way_pair as memory_stream_one_way_pair,
+    memory_stream_pair as memory_stream_pair,
+    memory_stream_pump as memory_stream_pump,
+)
+
 # --- end of sections -----------------------------------------------------
 
 _fixup_module_metadata(__name__, globals())
