@@ -68,6 +68,7 @@ from .._core import (
     Cancelled,
     CancelScope,
     CorralToken,
+    RunFinishedError,
     checkpoint,
     current_corral_token,
     current_task,
@@ -578,9 +579,15 @@ class _TimeoutBridge:
             self._state = self._test = None
             self._previous(signum, frame)
             return
+        try:
+            token.run_sync_soon(self._fail_test, signum)
+        except RunFinishedError:
+            # The run is over (we are between its end and our __exit__).
+            self._state = self._test = None
+            self._previous(signum, frame)
+            return
         self._fired = True
         signal.setitimer(signal.ITIMER_REAL, _TIMEOUT_GRACE)
-        token.run_sync_soon(self._fail_test, signum)
 
     def _fail_test(self, signum: int) -> None:
         # In the run thread, between task steps. pytest-timeout's handler
