@@ -76,6 +76,7 @@ import errno
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import attrs
+import outcome
 
 from .ops import DONE, IN_FLIGHT, Operation
 from .pool import BufferLeakError, BufferPool, PoolStatistics
@@ -85,6 +86,35 @@ if TYPE_CHECKING:
 
 _ENOBUFS = errno.ENOBUFS
 _ECANCELED = errno.ECANCELED
+
+
+class _Resumed(outcome.Outcome[None]):
+    """A reusable ``outcome.Value(None)``: what a backend passes to
+    ``reschedule`` when an op's task can go on (the result is on the op).
+
+    ``Value(None)`` is single-use (a second ``unwrap`` raises) so the
+    scheduler would build one per completion; this one is shared, and
+    :func:`~corral._io.perform.perform` does not even unwrap it. Tasks
+    parked in the public ``wait_task_rescheduled`` unwrap it to ``None``.
+    """
+
+    __slots__ = ()
+
+    def unwrap(self) -> None:
+        return None
+
+    def send(self, gen: Any) -> Any:
+        return gen.send(None)
+
+    async def asend(self, agen: Any) -> Any:
+        return await agen.asend(None)
+
+    def __repr__(self) -> str:
+        return "RESUMED"
+
+
+#: The shared wake-up value of completed ops (see :class:`_Resumed`).
+RESUMED: Any = _Resumed()
 
 
 @attrs.frozen
@@ -321,7 +351,7 @@ class Backend:
         task = op._task
         if task is not None:
             op._task = None
-            self._reschedule(task)
+            self._reschedule(task, RESUMED)
         elif op._callback is not None:
             op._callback(op)
         elif lease is not None:
@@ -368,7 +398,7 @@ class Backend:
         task = op._task
         if task is not None:
             op._task = None
-            self._reschedule(task)
+            self._reschedule(task, RESUMED)
         elif op._callback is not None:
             op._callback(op)
 

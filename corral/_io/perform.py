@@ -27,7 +27,8 @@ memory the caller can see.
 from __future__ import annotations
 
 import errno
-from collections.abc import AsyncIterator, Callable
+import types
+from collections.abc import AsyncIterator, Callable, Generator
 from typing import Any
 
 from .._core import (
@@ -39,10 +40,13 @@ from .._core import (
     current_task,
     wait_task_rescheduled,
 )
-from ._backend import Backend
+from .._core._run_context import GLOBAL_RUN_CONTEXT
+from .._core._traps import WaitTaskRescheduled
+from ._backend import RESUMED, Backend
 from .ops import DONE, IN_FLIGHT, NEW, Operation, raise_errno
 
 _ECANCELED = errno.ECANCELED
+_FAILED = Abort.FAILED
 
 
 def current_backend() -> Backend:
@@ -85,9 +89,21 @@ async def perform(op: Operation) -> Any:
     """
     if op.multishot:
         return await _next_result(op)
-    await checkpoint_if_cancelled()
+    # This is the per-op hot path, so the scheduler's public helpers are
+    # inlined: checkpoint_if_cancelled's "not cancelled" branch, the
+    # backend lookup, and wait_task_rescheduled's trap (one generator frame
+    # fewer, and a backend's RESUMED is not unwrapped).
+    try:
+        task = GLOBAL_RUN_CONTEXT.task
+    except AttributeError:
+        raise RuntimeError("must be called from async context") from None
+    runner = task._runner
+    if task._cancel_status.effectively_cancelled or runner.ki_pending:
+        await checkpoint_if_cancelled()  # raises if it is the cancel point
+    else:
+        task._cancel_points += 1
     # Typed as Any: any backend, checked by the attribute lookup below.
-    backend: Any = current_io_manager()
+    backend: Any = runner.io_manager
     op._raise_cancel = None
     try:
         submit = backend.submit
@@ -95,15 +111,25 @@ async def perform(op: Operation) -> Any:
         current_backend()  # raises the explanatory RuntimeError
         raise
     submit(op)
-    op._task = current_task()
+    op._task = task
 
     def abort(raise_cancel: Any) -> Abort:
         op._raise_cancel = raise_cancel
         backend.cancel(op)
-        return Abort.FAILED
+        return _FAILED
 
-    await wait_task_rescheduled(abort)
+    resumed = await _park(WaitTaskRescheduled(abort))
+    if resumed is not RESUMED:
+        resumed.unwrap()
     return op._result()
+
+
+@types.coroutine
+def _park(msg: WaitTaskRescheduled) -> Generator[Any, Any, Any]:
+    # wait_task_rescheduled's trap, minus its coroutine layer. The runner
+    # sends what the backend passed to reschedule: RESUMED (io_uring's
+    # completion path) or an Outcome.
+    return (yield msg)
 
 
 def _detach(op: Any) -> Callable[[Any], Abort]:

@@ -56,7 +56,7 @@ from collections import deque
 from typing import Any
 
 from . import _ring
-from ._backend import Backend, Capabilities
+from ._backend import RESUMED, Backend, Capabilities
 from ._slots import INTERNAL, SLOT_BITS, SLOT_MASK, SlotTable
 from .ops import (
     DONE,
@@ -510,7 +510,7 @@ class UringBackend(Backend):
             task = op._task
             if task is not None:
                 op._task = None
-                reschedule(task)
+                reschedule(task, RESUMED)
             elif op._callback is not None:
                 op._callback(op)
             elif lease is not None:
