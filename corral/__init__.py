@@ -70,6 +70,9 @@ from ._highlevel_generic import (
 )
 from ._highlevel_serve_listeners import serve_listeners as serve_listeners
 
+# --- sockets (corral/_socket.py, corral/socket.py) ----------------------
+from . import socket as socket
+
 # --- end of sections -----------------------------------------------------
 from . import abc as abc
 from ._util import fixup_module_metadata as _fixup_module_metadata

@@ -168,6 +168,9 @@ from ._io import (
     wait_writable as wait_writable,
 )
 
+# --- sockets (corral/_socket_resolve.py) ---------------------------------
+from ._socket_resolve import encode_hostname as encode_hostname
+
 # --- end of sections -----------------------------------------------------
 from ._util import fixup_module_metadata as _fixup_module_metadata
 

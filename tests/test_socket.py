@@ -1,0 +1,455 @@
+"""corral.socket on every real backend available here.
+
+Each test runs its body with ``on(backend, fn)``: a fresh ``corral.run`` on
+that backend, with the pool's debug canaries on (a buffer written after
+release, or a lease still held at the end of the run, fails the test).
+Scripted cancel races on the fake kernel are in test_socket_races.py.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import socket as stdlib_socket
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pytest
+
+import corral
+import corral.socket as csocket
+from corral import testing
+from corral._io import _ring
+
+BACKENDS = []
+if _ring.unavailable_reason(check_kernel=True) is None:
+    BACKENDS.append("io_uring")
+try:
+    import corral._io.epoll
+
+    BACKENDS.append("epoll")
+except ImportError:
+    pass
+
+have_ipv6 = True
+try:
+    with stdlib_socket.socket(stdlib_socket.AF_INET6) as _s6:
+        _s6.bind(("::1", 0))
+except OSError:  # pragma: no cover - machines without IPv6 loopback
+    have_ipv6 = False
+needs_ipv6 = pytest.mark.skipif(not have_ipv6, reason="no IPv6 loopback")
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+def on(backend: str, fn: Callable[[], Awaitable[Any]], **kwargs: Any) -> Any:
+    kwargs.setdefault("debug", True)
+    kwargs.setdefault("pool_buffer_size", 4096)
+    kwargs.setdefault("pool_buffers", 64)
+    return corral.run(fn, backend=backend, **kwargs)
+
+
+def fd_count() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+async def tcp_pair(family: int = stdlib_socket.AF_INET) -> tuple[Any, Any]:
+    host = "127.0.0.1" if family == stdlib_socket.AF_INET else "::1"
+    with csocket.socket(family) as listener:
+        await listener.bind((host, 0))
+        listener.listen(1)
+        client = csocket.socket(family)
+        async with corral.open_nursery() as nursery:
+            nursery.start_soon(client.connect, listener.getsockname())
+            server, address = await listener.accept()
+        assert address == client.getsockname()
+        return client, server
+
+
+# -- the module's shape ----------------------------------------------------
+
+
+def test_module_has_trio_names() -> None:
+    trio_socket = pytest.importorskip("trio.socket")
+    theirs = {n for n in dir(trio_socket) if not n.startswith("_")}
+    ours = {n for n in dir(csocket) if not n.startswith("_")}
+    assert theirs - ours == set()
+    assert csocket.AF_INET == stdlib_socket.AF_INET
+    assert csocket.SOL_SOCKET == stdlib_socket.SOL_SOCKET
+    assert csocket.gaierror is stdlib_socket.gaierror
+
+
+def test_socket_type_is_abstract() -> None:
+    with pytest.raises(TypeError, match=r"^SocketType is an abstract class; use corral.socket"):
+        csocket.SocketType()
+
+
+def test_from_stdlib_socket_rejects_subclasses() -> None:
+    class Sub(stdlib_socket.socket):
+        pass
+
+    with (
+        Sub() as s,
+        pytest.raises(TypeError, match=r"^expected object of type 'socket.socket', not 'Sub'$"),
+    ):
+        csocket.from_stdlib_socket(s)
+
+
+def test_sync_basics() -> None:
+    # Sockets can be made and used synchronously outside a run.
+    sock = csocket.socket()
+    try:
+        assert isinstance(sock, csocket.SocketType)
+        assert sock.family == stdlib_socket.AF_INET
+        assert sock.type == stdlib_socket.SOCK_STREAM
+        assert sock.proto == 0
+        assert not os.get_blocking(sock.fileno())
+        assert not sock.get_inheritable()
+        sock.setsockopt(stdlib_socket.SOL_SOCKET, stdlib_socket.SO_REUSEADDR, 1)
+        assert sock.getsockopt(stdlib_socket.SOL_SOCKET, stdlib_socket.SO_REUSEADDR)
+        assert len(sock.getsockopt(stdlib_socket.SOL_SOCKET, stdlib_socket.SO_REUSEADDR, 4)) == 4
+        with pytest.raises(TypeError, match="must not be None when specifying optlen"):
+            sock.setsockopt(stdlib_socket.SOL_SOCKET, stdlib_socket.SO_REUSEADDR, None)
+        with pytest.raises(TypeError, match="must be None when specifying optlen"):
+            sock.setsockopt(stdlib_socket.SOL_SOCKET, stdlib_socket.SO_REUSEADDR, 1, 4)
+        assert repr(sock).startswith("<corral.socket.socket fd=")
+        dup = sock.dup()
+        with dup:
+            assert dup.fileno() != sock.fileno()
+            assert dup.family == sock.family
+        assert dup.fileno() == -1
+    finally:
+        sock.close()
+    assert sock.fileno() == -1
+    assert "[closed]" in repr(sock)
+    sock.close()  # idempotent
+
+
+def test_fromfd_and_fileno_sniff_the_real_family() -> None:
+    with stdlib_socket.socket(stdlib_socket.AF_INET6, stdlib_socket.SOCK_DGRAM) as raw:
+        with csocket.fromfd(raw.fileno(), stdlib_socket.AF_INET, stdlib_socket.SOCK_STREAM) as s:
+            assert s.family == stdlib_socket.AF_INET6
+            assert s.type == stdlib_socket.SOCK_DGRAM
+            assert s.fileno() != raw.fileno()
+    raw = stdlib_socket.socket(stdlib_socket.AF_UNIX, stdlib_socket.SOCK_DGRAM)
+    with csocket.socket(fileno=raw.detach()) as s:
+        assert s.family == stdlib_socket.AF_UNIX
+        assert s.type == stdlib_socket.SOCK_DGRAM
+
+
+def test_detach() -> None:
+    sock = csocket.socket()
+    fd = sock.fileno()
+    assert sock.detach() == fd
+    assert sock.fileno() == -1
+    os.close(fd)
+
+
+# -- stream basics ----------------------------------------------------------
+
+
+def test_socketpair_send_recv(backend: str) -> None:
+    async def main() -> None:
+        a, b = csocket.socketpair()
+        with a, b:
+            assert a.family == stdlib_socket.AF_UNIX
+            assert await a.send(b"hello world") == 11
+            assert await b.recv(5) == b"hello"
+            # The rest of the pool buffer was stashed; nothing was lost.
+            assert b.is_readable()
+            assert await b.recv(100) == b" world"
+            assert not b.is_readable()
+            await a.send(bytearray(b"abc"))
+            await a.send(memoryview(b"xxdefxx")[2:5])
+            got = b""
+            while len(got) < 6:
+                got += await b.recv(10)
+            assert got == b"abcdef"
+            a.shutdown(stdlib_socket.SHUT_WR)
+            assert a.did_shutdown_SHUT_WR
+            assert await b.recv(10) == b""
+            # Half-closed: the other direction still works.
+            await b.send(b"back")
+            assert await a.recv(10) == b"back"
+
+    on(backend, main)
+
+
+def test_zero_length_receives(backend: str) -> None:
+    # As recv(2) on a non-blocking socket: 0 bytes at once, data or not.
+    async def main() -> None:
+        a, b = csocket.socketpair()
+        with a, b:
+            assert await b.recv(0) == b""
+            assert await b.recv_into(bytearray(0)) == 0
+            assert await b.recvfrom(0) == (b"", None)
+            await a.send(b"data")
+            assert await b.recv(0) == b""
+            assert await b.recv(10) == b"data"
+
+    on(backend, main)
+
+
+def test_recv_small_pieces_of_a_big_stream(backend: str) -> None:
+    # recv(n) smaller than what arrives: every byte comes back, in order,
+    # through the stash (and the stash never outlives the data: the debug
+    # pool checks every lease came back).
+    async def main() -> None:
+        a, b = csocket.socketpair()
+        payload = os.urandom(50_000)
+        with a, b:
+            async with corral.open_nursery() as nursery:
+
+                async def sender() -> None:
+                    view = memoryview(payload)
+                    while view:
+                        view = view[await a.send(view) :]
+
+                nursery.start_soon(sender)
+                got = bytearray()
+                sizes = [1, 7, 100, 3000, 5000, 13]
+                i = 0
+                while len(got) < len(payload):
+                    got += await b.recv(sizes[i % len(sizes)])
+                    i += 1
+            assert got == payload
+
+    on(backend, main)
+
+
+@pytest.mark.parametrize("family", ["ipv4", pytest.param("ipv6", marks=needs_ipv6)])
+def test_tcp_connect_accept(backend: str, family: str) -> None:
+    fam = stdlib_socket.AF_INET if family == "ipv4" else stdlib_socket.AF_INET6
+
+    async def main() -> None:
+        client, server = await tcp_pair(fam)
+        with client, server:
+            assert server.family == fam
+            assert not os.get_blocking(server.fileno())
+            assert not server.get_inheritable()
+            assert server.getpeername() == client.getsockname()
+            await client.send(b"ping")
+            assert await server.recv(10) == b"ping"
+            await server.send(b"pong")
+            assert await client.recv(10) == b"pong"
+
+    on(backend, main)
+
+
+def test_tcp_peer_reset(backend: str) -> None:
+    async def main() -> None:
+        client, server = await tcp_pair()
+        with server:
+            # SO_LINGER with a zero timeout: close sends RST, not FIN.
+            client.setsockopt(
+                stdlib_socket.SOL_SOCKET, stdlib_socket.SO_LINGER, b"\x01\0\0\0\0\0\0\0"
+            )
+            await server.send(b"unread")  # unread data also forces a reset
+            await testing.wait_all_tasks_blocked()
+            client.close()
+            with pytest.raises(ConnectionResetError):
+                await server.recv(10)
+
+    on(backend, main)
+
+
+def test_connect_errors(backend: str) -> None:
+    async def main() -> None:
+        # A free port: bind, note it, close.
+        with stdlib_socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        sock = csocket.socket()
+        with sock:
+            with pytest.raises(
+                ConnectionRefusedError,
+                match=rf"^\[Errno 111\] Error connecting to \('127.0.0.1', {port}\): Connection refused$",
+            ):
+                await sock.connect(("127.0.0.1", port))
+        with csocket.socket(stdlib_socket.AF_UNIX) as usock:
+            with pytest.raises(FileNotFoundError, match=r"^\[Errno 2\] No such file or directory$"):
+                await usock.connect("/nonexistent/corral/socket")
+        with csocket.socket() as sock:
+            with pytest.raises(ValueError, match=r"^address should be a \(host, port\) tuple$"):
+                await sock.connect("/some/path")
+            with pytest.raises(ValueError, match=r"^address should be a \(host, port\) tuple$"):
+                await sock.connect(("127.0.0.1", 1, 2))
+        with csocket.socket(stdlib_socket.AF_INET6) as sock:
+            with pytest.raises(ValueError, match=r"^address should be a \(host, port, \[flowinfo"):
+                await sock.connect(("::1",))
+
+    on(backend, main)
+
+
+def test_cancelled_connect_closes_the_socket(backend: str) -> None:
+    async def main() -> None:
+        sock = csocket.socket()
+        # 192.0.2.0/24 is TEST-NET-1: nothing answers; but to keep all traffic
+        # on this machine, connect to a listener whose backlog is full instead.
+        with csocket.socket() as listener:
+            await listener.bind(("127.0.0.1", 0))
+            listener.listen(0)
+            fillers = []
+            try:
+                for _ in range(8):
+                    filler = stdlib_socket.socket()
+                    filler.setblocking(False)
+                    try:
+                        filler.connect(listener.getsockname())
+                    except BlockingIOError:
+                        pass
+                    fillers.append(filler)
+                with corral.CancelScope() as scope:
+                    scope.cancel()
+                    await sock.connect(listener.getsockname())
+                assert scope.cancelled_caught
+                assert sock.fileno() == -1
+            finally:
+                for filler in fillers:
+                    filler.close()
+
+    on(backend, main)
+
+
+# -- closed sockets and bad input ------------------------------------------
+
+
+def test_closed_socket_raises_ebadf(backend: str) -> None:
+    async def main() -> None:
+        a, b = csocket.socketpair()
+        b.close()
+        a.close()
+        for call in (
+            lambda: a.recv(1),
+            lambda: a.recv_into(bytearray(1)),
+            lambda: a.recvfrom(1),
+            lambda: a.recvmsg(1),
+            lambda: a.send(b"x"),
+            lambda: a.sendmsg([b"x"]),
+            lambda: a.accept(),
+            lambda: a.wait_writable(),
+            lambda: a.connect("/tmp/nowhere"),
+        ):
+            with pytest.raises(OSError) as info:
+                await call()
+            assert info.value.errno == errno.EBADF
+
+    on(backend, main)
+
+
+def test_bad_input(backend: str) -> None:
+    async def main() -> None:
+        a, b = csocket.socketpair()
+        with a, b:
+            with pytest.raises(ValueError, match=r"^negative buffersize in recv$"):
+                await a.recv(-1)
+            with pytest.raises(TypeError, match=r"cannot be interpreted as an integer"):
+                await a.recv("x")  # type: ignore[arg-type]
+            with pytest.raises(TypeError, match=r"^a bytes-like object is required, not 'str'$"):
+                await a.send("x")  # type: ignore[arg-type]
+            with pytest.raises(
+                TypeError,
+                match=r"^recv_into\(\) argument 1 must be read-write bytes-like object, not bytes$",
+            ):
+                await a.recv_into(b"xx")
+            with pytest.raises(ValueError, match=r"^buffer too small for requested bytes$"):
+                await a.recv_into(bytearray(2), 5)
+            with pytest.raises(ValueError, match=r"^negative buffersize in recv_into$"):
+                await a.recv_into(bytearray(2), -1)
+            with pytest.raises(ValueError, match=r"^negative buffersize in recvfrom$"):
+                await a.recvfrom(-1)
+            with pytest.raises(
+                ValueError, match=r"^nbytes is greater than the length of the buffer$"
+            ):
+                await a.recvfrom_into(bytearray(2), 5)
+            with pytest.raises(ValueError, match=r"^negative buffer size in recvmsg\(\)$"):
+                await a.recvmsg(-1)
+            with pytest.raises(ValueError, match=r"^invalid ancillary data buffer length$"):
+                await a.recvmsg(1, -1)
+            with pytest.raises(
+                TypeError, match=r"^recvmsg_into\(\) argument 1 must be an iterable$"
+            ):
+                await a.recvmsg_into(5)  # type: ignore[arg-type]
+            with pytest.raises(TypeError, match=r"iterable of single-segment read-write buffers$"):
+                await a.recvmsg_into([b"x"])
+            with pytest.raises(TypeError, match=r"^sendto\(\) takes 2 or 3 arguments \(1 given\)$"):
+                await a.sendto(b"x")
+            with pytest.raises(TypeError, match=r"^a bytes-like object is required, not 'str'$"):
+                await a.sendmsg(["x"])  # type: ignore[list-item]
+            with pytest.raises(TypeError, match=r"AF_UNIX address must be a str, bytes or path"):
+                await a.connect(("127.0.0.1", 80))
+            # Nothing above left a slot busy or a byte behind.
+            await b.send(b"ok")
+            assert await a.recv(2) == b"ok"
+
+    on(backend, main)
+
+
+# -- concurrency and close -------------------------------------------------
+
+
+def test_concurrent_receivers_are_busy(backend: str) -> None:
+    async def main() -> None:
+        a, b = csocket.socketpair()
+        with a, b:
+            async with corral.open_nursery() as nursery:
+                nursery.start_soon(a.recv, 10)
+                await testing.wait_all_tasks_blocked()
+                with pytest.raises(
+                    corral.BusyResourceError,
+                    match=r"^another task is already reading / writing this fd$",
+                ):
+                    await a.recv(10)
+                with pytest.raises(corral.BusyResourceError):
+                    await a.recv_into(bytearray(10))
+                await b.send(b"x")
+
+    on(backend, main)
+
+
+async def fill_send_buffer(sock: Any) -> None:
+    sock.setsockopt(stdlib_socket.SOL_SOCKET, stdlib_socket.SO_SNDBUF, 4096)
+    while True:
+        with corral.move_on_after(0.05):
+            await sock.send(b"x" * 65536)
+            continue
+        return
+
+
+def test_close_wakes_waiters_with_closed_resource_error(backend: str) -> None:
+    async def main() -> None:
+        before = fd_count()
+        a, b = csocket.socketpair()
+        c, d = csocket.socketpair()
+        listener = csocket.socket()
+        await listener.bind(("127.0.0.1", 0))
+        listener.listen(1)
+        await fill_send_buffer(a)
+        await fill_send_buffer(c)
+        closed: list[str] = []
+
+        async def expect_closed(name: str, fn: Callable[[], Awaitable[Any]]) -> None:
+            with pytest.raises(corral.ClosedResourceError, match=r"^another task closed this fd$"):
+                await fn()
+            closed.append(name)
+
+        async with corral.open_nursery() as nursery:
+            # a's send buffer is full and nobody sends to a: both its reader
+            # and its writer slots are busy when it is closed.
+            nursery.start_soon(expect_closed, "recv", lambda: a.recv(10))
+            nursery.start_soon(expect_closed, "send", lambda: a.send(b"y" * 65536))
+            nursery.start_soon(expect_closed, "accept", listener.accept)
+            nursery.start_soon(expect_closed, "wait_writable", c.wait_writable)
+            await testing.wait_all_tasks_blocked()
+            for sock in (a, b, c, listener):
+                sock.close()
+                assert sock.fileno() == -1
+        assert sorted(closed) == ["accept", "recv", "send", "wait_writable"]
+        d.close()
+        # Every fd was really closed once its ops finished.
+        assert fd_count() == before
+
+    on(backend, main)
