@@ -110,6 +110,7 @@ from ._core import (
 )
 from ._core import (
     spawn_system_task as spawn_system_task,
+    start_guest_run as start_guest_run,
 )
 from ._core import (
     start_thread_soon as start_thread_soon,

@@ -44,6 +44,7 @@ from ._exceptions import (
     TrioInternalError as TrioInternalError,
     WouldBlock as WouldBlock,
 )
+from ._guest import start_guest_run as start_guest_run
 from ._instrumentation import (
     add_instrument as add_instrument,
     remove_instrument as remove_instrument,

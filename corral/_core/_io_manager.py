@@ -90,8 +90,10 @@ class MinimalIOManager:
         self._rsock, self._wsock = socket.socketpair()
         self._rsock.setblocking(False)
         self._wsock.setblocking(False)
-        self._poll = select.poll()
-        self._poll.register(self._rsock.fileno(), select.POLLIN)
+        # Windows has no select.poll; select.select works on its sockets.
+        self._poll = select.poll() if hasattr(select, "poll") else None
+        if self._poll is not None:
+            self._poll.register(self._rsock.fileno(), select.POLLIN)
         # Set by force_wakeup before it writes, so that a zero-timeout poll can
         # skip the syscall when nobody asked for a wakeup. A byte written by
         # the C-level signal wakeup does not set it, but it stays in the
@@ -126,7 +128,10 @@ class MinimalIOManager:
         # poll() takes whole milliseconds: round up so that we never wake
         # before the deadline and spin.
         ms = math.ceil(timeout * 1000) if timeout > 0 else 0
-        if not self._poll.poll(ms):
+        if self._poll is not None:
+            if not self._poll.poll(ms):
+                return 0
+        elif not select.select([self._rsock], [], [], ms / 1000)[0]:
             return 0
         drained = 0
         while True:

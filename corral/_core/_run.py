@@ -10,7 +10,6 @@ I/O wait in a worker thread.
 from __future__ import annotations
 
 import contextvars
-import functools
 import warnings
 from collections.abc import Awaitable, Callable, Generator, Sequence
 from contextlib import suppress
@@ -31,6 +30,7 @@ from ._instrumentation import Instruments
 from ._io_manager import IOManager, MinimalIOManager
 from ._ki import KIManager, enable_ki_protection
 from ._nursery import Nursery, open_nursery
+from ._parking_lot import GLOBAL_PARKING_LOT_BREAKER
 from ._run_context import GLOBAL_RUN_CONTEXT
 from ._task import Task, coroutine_or_error
 from ._traps import (
@@ -209,13 +209,6 @@ class Runner:
         coro = context.run(coroutine_or_error, async_fn, *args)
         if name is None:
             name = async_fn
-        if isinstance(name, functools.partial):
-            name = name.func
-        if not isinstance(name, str):
-            try:
-                name = f"{name.__module__}.{name.__qualname__}"  # type: ignore[attr-defined]
-            except AttributeError:
-                name = repr(name)
         if getattr(coro, "cr_frame", None) is None:
             # Implemented in C or Cython: give it a Python frame, which the
             # KeyboardInterrupt machinery and tracebacks rely on.
@@ -223,14 +216,7 @@ class Runner:
                 return await orig_coro
 
             coro = python_wrapper(coro)  # type: ignore[assignment]  # a real coroutine
-        task: Task = Task._create(
-            coro=coro,
-            parent_nursery=nursery,
-            runner=self,
-            name=name,
-            context=context,
-            ki_protected=system_task,
-        )
+        task: Task = Task._create(nursery, coro, self, name, context, system_task)
         self.tasks.add(task)
         if nursery is not None:
             nursery._children.add(task)
@@ -250,6 +236,23 @@ class Runner:
         return task
 
     def task_exited(self, task: Task, outcome: Outcome[Any]) -> None:
+        status = task._cancel_status
+        if (
+            not task._child_nurseries
+            and status is not None
+            and not status.abandoned_by_misnesting
+            and task is not self.init_task
+            and task is not self.main_task
+            and not GLOBAL_PARKING_LOT_BREAKER
+        ):
+            # Fast path: an ordinary task finishing in good order.
+            status._tasks.discard(task)
+            task._cancel_status = None  # type: ignore[assignment]
+            self.tasks.remove(task)
+            task._parent_nursery._child_finished(task, outcome)  # type: ignore[union-attr]
+            if self.instruments:
+                self.instruments.call("task_exited", task)
+            return
         if task._child_nurseries:
             for nursery in task._child_nurseries:
                 nursery.cancel_scope._cancel(
@@ -263,8 +266,6 @@ class Runner:
                     )
                 )
                 nursery._closed = True
-
-        from ._parking_lot import GLOBAL_PARKING_LOT_BREAKER
 
         lots = GLOBAL_PARKING_LOT_BREAKER.pop(task, None)
         if lots:

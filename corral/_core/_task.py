@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import collections.abc
 import contextvars
+import functools
 import gc
 import inspect
 import types
@@ -54,6 +55,7 @@ class Task(metaclass=_NoPublicConstructor):
         "_coro_send",
         "_eventual_parent_nursery",
         "_ki_protected",
+        "_name",
         "_next_send",
         "_next_send_fn",
         "_parent_nursery",
@@ -62,23 +64,23 @@ class Task(metaclass=_NoPublicConstructor):
         "context",
         "coro",
         "custom_sleep_data",
-        "name",
     )
 
     def __init__(
         self,
-        *,
         parent_nursery: Nursery | None,
         coro: types.CoroutineType[Any, Any, Any],
         runner: Runner,
-        name: str,
+        name: object,
         context: contextvars.Context,
         ki_protected: bool,
     ) -> None:
         self._parent_nursery = parent_nursery
         self.coro = coro
         self._runner = runner
-        self.name = name
+        # Whatever spawn was given (function, partial, string...): turned
+        # into a string on first use of `name`, which keeps spawning cheap.
+        self._name = name
         self.context = context
         self._ki_protected = ki_protected
         # Bound once: the runner resumes the task through this every step.
@@ -101,6 +103,18 @@ class Task(metaclass=_NoPublicConstructor):
 
     def __repr__(self) -> str:
         return f"<Task {self.name!r} at {id(self):#x}>"
+
+    @property
+    def name(self) -> str:
+        """The task's name, for debugging and introspection (assignable)."""
+        name = self._name
+        if type(name) is not str:
+            name = self._name = _name_of(name)
+        return name
+
+    @name.setter
+    def name(self, value: str) -> None:
+        self._name = value
 
     @property
     def parent_nursery(self) -> Nursery | None:
@@ -189,6 +203,19 @@ class Task(metaclass=_NoPublicConstructor):
         self._attempt_abort(raise_cancel)
 
 
+def _name_of(obj: object) -> str:
+    # Trio's naming rule: a string as is; a partial by its function; else
+    # "module.qualname", else repr().
+    if isinstance(obj, str):
+        return obj
+    if isinstance(obj, functools.partial):
+        obj = obj.func
+    try:
+        return f"{obj.__module__}.{obj.__qualname__}"  # type: ignore[attr-defined]
+    except AttributeError:
+        return repr(obj)
+
+
 def _looks_like_wrong_library(value: object) -> bool:
     # Legacy @asyncio.coroutine generators, asyncio futures, and (by name)
     # tornado Futures and twisted Deferreds.
@@ -205,8 +232,11 @@ def coroutine_or_error(
     """Call ``async_fn(*args)`` and return the coroutine, turning the usual
     mistakes (passing a coroutine object, a sync function, an asyncio
     future, an async generator) into a :exc:`TypeError` that explains them."""
-    # A sync function that returns a coroutine still sees corral as running.
-    prev, sniffio.thread_local.name = sniffio.thread_local.name, "corral"
+    # A sync function that returns a coroutine still sees corral as running
+    # (inside a run the name is already set: skip the save/restore).
+    prev = sniffio.thread_local.name
+    if prev != "corral":
+        sniffio.thread_local.name = "corral"
     try:
         coro = async_fn(*args)
     except TypeError:
@@ -236,8 +266,11 @@ def coroutine_or_error(
             ) from None
         raise
     finally:
-        sniffio.thread_local.name = prev
+        if prev != "corral":
+            sniffio.thread_local.name = prev
 
+    if type(coro) is types.CoroutineType:
+        return coro
     if not isinstance(coro, collections.abc.Coroutine):
         if _looks_like_wrong_library(coro):
             raise TypeError(
