@@ -11,6 +11,13 @@ backend needs per operation and per loop turn, each a single Python->C call:
   or ``-errno`` (``-EBADF`` closed ring, ``-EINVAL`` reserved user_data).
   Arguments outside their C type (negative length, user_data >= 2**64, ...)
   raise ``OverflowError`` before anything is written.
+- Short forms of ``prep`` for the per-op hot path (same result codes, every
+  other SQE field zero; fewer arguments for cffi to convert):
+  ``ring.prep_simple(opcode, fd, addr, length, off, op_flags, user_data)``,
+  ``ring.prep_buf(opcode, fd, buf, length, off, op_flags, user_data)`` with
+  ``buf`` a pointer (``ffi.from_buffer(obj)`` or ``bytes``; ``length == 0``
+  sends address 0), and ``ring.prep_select(opcode, fd, length, off,
+  op_flags, user_data, ioprio, bgid)`` for IOSQE_BUFFER_SELECT requests.
 - ``ring.submit_and_wait(wait_nr, timeout) -> n`` flushes the SQ and waits in
   ONE ``io_uring_enter`` (EXT_ARG timeout), handles EINTR / EBUSY / EAGAIN /
   CQ overflow, and reaps up to ``batch`` CQEs into
@@ -459,6 +466,9 @@ class Ring:
         self._p_res = _ffi.from_buffer("int32_t[]", self.cqe_res)
         self._p_flags = _ffi.from_buffer("uint32_t[]", self.cqe_flags)
         self.prep = functools.partial(_lib.corral_ring_prep, r)
+        self.prep_simple: Callable[..., int] = functools.partial(_lib.corral_ring_prep_simple, r)
+        self.prep_buf: Callable[..., int] = functools.partial(_lib.corral_ring_prep_buf, r)
+        self.prep_select: Callable[..., int] = functools.partial(_lib.corral_ring_prep_select, r)
         self._submit_and_wait = functools.partial(_lib.corral_ring_submit_and_wait, r)
 
     def _probe_buf_ring(self) -> bool:

@@ -123,6 +123,7 @@ struct cr_rsrc_update2 {
 #define CR_OP_ASYNC_CANCEL        14
 #define CR_OP_PROVIDE_BUFFERS     31
 #define CR_OP_REMOVE_BUFFERS      32
+#define CR_SQE_BUFFER_SELECT      (1U << 5)
 #define CR_SQE_CQE_SKIP_SUCCESS   (1U << 6)
 #define CR_FEAT_CQE_SKIP          (1U << 11)
 
@@ -191,6 +192,7 @@ CR_SAME_LAYOUT(cr_params, io_uring_params, cq_off);
 _Static_assert(CR_OP_POLL_ADD == IORING_OP_POLL_ADD, "POLL_ADD");
 _Static_assert(CR_OP_ASYNC_CANCEL == IORING_OP_ASYNC_CANCEL, "ASYNC_CANCEL");
 _Static_assert(CR_ENTER_GETEVENTS == IORING_ENTER_GETEVENTS, "GETEVENTS");
+_Static_assert(CR_SQE_BUFFER_SELECT == IOSQE_BUFFER_SELECT, "BUFFER_SELECT");
 _Static_assert(CR_OFF_SQES == IORING_OFF_SQES, "OFF_SQES");
 _Static_assert(CR_OFF_CQ_RING == IORING_OFF_CQ_RING, "OFF_CQ_RING");
 #  ifdef IORING_ENTER_EXT_ARG

@@ -72,6 +72,18 @@ int corral_ring_prep(corral_ring *r, uint8_t opcode, int32_t fd, uint64_t addr,
                      uint32_t len, uint64_t off, uint32_t op_flags,
                      uint64_t user_data, uint8_t sqe_flags, uint16_t ioprio,
                      uint16_t buf_index, uint32_t file_index, uint64_t addr3);
+/* Short forms of corral_ring_prep (same result codes; other fields 0):
+   prep_buf takes the buffer as a pointer (NULL/len 0: address 0),
+   prep_select sets IOSQE_BUFFER_SELECT with group bgid. */
+int corral_ring_prep_simple(corral_ring *r, uint8_t opcode, int32_t fd,
+                            uint64_t addr, uint32_t len, uint64_t off,
+                            uint32_t op_flags, uint64_t user_data);
+int corral_ring_prep_buf(corral_ring *r, uint8_t opcode, int32_t fd,
+                         char *buf, uint32_t len, uint64_t off,
+                         uint32_t op_flags, uint64_t user_data);
+int corral_ring_prep_select(corral_ring *r, uint8_t opcode, int32_t fd,
+                            uint32_t len, uint64_t off, uint32_t op_flags,
+                            uint64_t user_data, uint16_t ioprio, uint16_t bgid);
 int corral_ring_submit(corral_ring *r);
 int corral_ring_submit_and_wait(corral_ring *r, unsigned wait_nr,
                                 int64_t timeout_ns, uint64_t *user_data,

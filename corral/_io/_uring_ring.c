@@ -242,6 +242,59 @@ int corral_ring_prep(corral_ring *r, uint8_t opcode, int32_t fd, uint64_t addr,
     return 0;
 }
 
+/* Short forms of corral_ring_prep for the per-op hot path: the same result
+   codes, fewer arguments (each argument cffi converts costs time on every
+   op), every other SQE field zero.
+   - prep_simple: opcode, fd, addr, len, off, op_flags, user_data.
+   - prep_buf: the same with the buffer given as a pointer (the cdata of
+     ffi.from_buffer, so Python need not turn it into an integer); a NULL or
+     zero-length buffer is passed as address 0.
+   - prep_select: a buffer-selecting request (IOSQE_BUFFER_SELECT from
+     group `bgid`, length `len`), with `ioprio` for the multishot flags. */
+static inline int cr_prep_short(corral_ring *r, uint8_t opcode, int32_t fd,
+                                uint64_t addr, uint32_t len, uint64_t off,
+                                uint32_t op_flags, uint64_t user_data,
+                                uint8_t sqe_flags, uint16_t ioprio,
+                                uint16_t buf_index)
+{
+    struct cr_sqe *s;
+    if (r->fd < 0) return -EBADF;
+    if (user_data >= CORRAL_RESERVED_USER_DATA) return -EINVAL;
+    if (r->legacy_pending) {
+        cr_flush_provides(r);
+        if (r->legacy_pending) return CORRAL_SQ_FULL;
+    }
+    s = cr_get_sqe(r);
+    if (!s) return CORRAL_SQ_FULL;
+    cr_fill(s, opcode, fd, addr, len, off, op_flags, user_data, sqe_flags,
+            ioprio, buf_index, 0, 0);
+    return 0;
+}
+
+int corral_ring_prep_simple(corral_ring *r, uint8_t opcode, int32_t fd,
+                            uint64_t addr, uint32_t len, uint64_t off,
+                            uint32_t op_flags, uint64_t user_data)
+{
+    return cr_prep_short(r, opcode, fd, addr, len, off, op_flags, user_data,
+                         0, 0, 0);
+}
+
+int corral_ring_prep_buf(corral_ring *r, uint8_t opcode, int32_t fd,
+                         char *buf, uint32_t len, uint64_t off,
+                         uint32_t op_flags, uint64_t user_data)
+{
+    return cr_prep_short(r, opcode, fd, len ? (uint64_t)(uintptr_t)buf : 0,
+                         len, off, op_flags, user_data, 0, 0, 0);
+}
+
+int corral_ring_prep_select(corral_ring *r, uint8_t opcode, int32_t fd,
+                            uint32_t len, uint64_t off, uint32_t op_flags,
+                            uint64_t user_data, uint16_t ioprio, uint16_t bgid)
+{
+    return cr_prep_short(r, opcode, fd, 0, len, off, op_flags, user_data,
+                         CR_SQE_BUFFER_SELECT, ioprio, bgid);
+}
+
 /* ------------------------------------------------------------------------
  * Wakeup.
  *

@@ -100,6 +100,19 @@ _BUFFER_SELECT = int(_ring.SqeFlag.BUFFER_SELECT)
 _U64_MINUS_1 = (1 << 64) - 1
 _ENOBUFS = errno.ENOBUFS
 _ECANCELED = errno.ECANCELED
+# The pointer ring.prep_buf takes (the extension is absent off Linux).
+_from_buffer: Any = _ffi.from_buffer if _ffi is not None else None
+# Opcodes as plain ints for the hot preppers (an IntEnum member costs an
+# attribute lookup and a slower conversion in cffi).
+_NOP = int(Op.NOP)
+_READ = int(Op.READ)
+_WRITE = int(Op.WRITE)
+_SEND = int(Op.SEND)
+_RECV = int(Op.RECV)
+_POLL_ADD = int(Op.POLL_ADD)
+_ACCEPT = int(Op.ACCEPT)
+_CLOSE = int(Op.CLOSE)
+_SHUTDOWN = int(Op.SHUTDOWN)
 
 #: user_data of ASYNC_CANCEL requests and of the signal-wakeup poll.
 _UD_CANCEL = INTERNAL | 1
@@ -209,6 +222,7 @@ class UringBackend(Backend):
                 + (["multishot"] if multishot else [])
             )
             self.ring_info = info
+            self._buffer_size = pool.buffer_size
             self._bufring: Any = None
             if info.buf_ring:
                 self._bufring = ring.register_buf_ring(
@@ -232,6 +246,9 @@ class UringBackend(Backend):
             raise
         self._ring = ring
         self._prep = ring.prep
+        self._prep_simple = ring.prep_simple
+        self._prep_buf = ring.prep_buf
+        self._prep_select = ring.prep_select
         self._table = SlotTable()
         self._backlog: deque[Operation] = deque()
         #: Cancel requests that found the SQ full and the kernel pushing back.
@@ -625,7 +642,7 @@ class UringBackend(Backend):
     # (or splice_fd_in / addr_len), addr3.
 
     def _prep_nop(self, op: NopOp, ud: int) -> int:
-        return self._prep(0, -1, 0, 0, 0, 0, ud, 0, 0, 0, 0, 0)
+        return self._prep_simple(_NOP, -1, 0, 0, 0, 0, ud)
 
     def _prep_timeout(self, op: TimeoutOp, ud: int) -> int:
         sec = int(op.seconds)
@@ -633,18 +650,15 @@ class UringBackend(Backend):
         op._kmem = ts
         return self._prep(Op.TIMEOUT, -1, _addr(ts), 1, 0, 0, ud, 0, 0, 0, 0, 0)
 
-    def _rw(self, opcode: int, op: Any, ud: int) -> int:
+    def _prep_read(self, op: ReadOp, ud: int) -> int:
         buf = op.buffer
         off = op.offset if op.offset >= 0 else _U64_MINUS_1
-        return self._prep(
-            opcode, op.fd, _addr(buf) if len(buf) else 0, len(buf), off, 0, ud, 0, 0, 0, 0, 0
-        )
-
-    def _prep_read(self, op: ReadOp, ud: int) -> int:
-        return self._rw(Op.READ, op, ud)
+        return self._prep_buf(_READ, op.fd, _from_buffer(buf), len(buf), off, 0, ud)
 
     def _prep_write(self, op: WriteOp, ud: int) -> int:
-        return self._rw(Op.WRITE, op, ud)
+        buf = op.buffer
+        off = op.offset if op.offset >= 0 else _U64_MINUS_1
+        return self._prep_buf(_WRITE, op.fd, _from_buffer(buf), len(buf), off, 0, ud)
 
     def _rwv(self, opcode: int, op: Any, ud: int) -> int:
         iov, count = _iovecs(op.buffers)
@@ -662,31 +676,14 @@ class UringBackend(Backend):
 
     def _prep_read_pool(self, op: ReadPoolOp, ud: int) -> int:
         off = op.offset if op.offset >= 0 else _U64_MINUS_1
-        return self._prep(
-            Op.READ, op.fd, 0, self.pool.buffer_size, off, 0, ud, _BUFFER_SELECT, 0, _BGID, 0, 0
-        )
+        return self._prep_select(_READ, op.fd, self._buffer_size, off, 0, ud, 0, _BGID)
 
     def _prep_recv(self, op: RecvOp, ud: int) -> int:
         buf = op.buffer
-        return self._prep(
-            Op.RECV, op.fd, _addr(buf) if len(buf) else 0, len(buf), 0, op.flags, ud, 0, 0, 0, 0, 0
-        )
+        return self._prep_buf(_RECV, op.fd, _from_buffer(buf), len(buf), 0, op.flags, ud)
 
     def _prep_recv_pool(self, op: RecvPoolOp, ud: int) -> int:
-        return self._prep(
-            Op.RECV,
-            op.fd,
-            0,
-            self.pool.buffer_size,
-            0,
-            op.flags,
-            ud,
-            _BUFFER_SELECT,
-            0,
-            _BGID,
-            0,
-            0,
-        )
+        return self._prep_select(_RECV, op.fd, self._buffer_size, 0, op.flags, ud, 0, _BGID)
 
     def _prep_recv_multishot(self, op: RecvMultishotOp, ud: int) -> int:
         if not self.capabilities.multishot:
@@ -712,9 +709,7 @@ class UringBackend(Backend):
 
     def _prep_send(self, op: SendOp, ud: int) -> int:
         buf = op.buffer
-        return self._prep(
-            Op.SEND, op.fd, _addr(buf) if len(buf) else 0, len(buf), 0, op.flags, ud, 0, 0, 0, 0, 0
-        )
+        return self._prep_buf(_SEND, op.fd, _from_buffer(buf), len(buf), 0, op.flags, ud)
 
     def _prep_recvmsg(self, op: RecvmsgOp, ud: int) -> int:
         iov, count = _iovecs(op.buffers)
@@ -743,7 +738,7 @@ class UringBackend(Backend):
         return self._prep(Op.SENDMSG, op.fd, _addr(hdr), 1, 0, op.flags, ud, 0, 0, 0, 0, 0)
 
     def _prep_accept(self, op: AcceptOp, ud: int) -> int:
-        return self._prep(Op.ACCEPT, op.fd, 0, 0, 0, op.flags, ud, 0, 0, 0, 0, 0)
+        return self._prep_simple(_ACCEPT, op.fd, 0, 0, 0, op.flags, ud)
 
     def _prep_accept_multishot(self, op: AcceptMultishotOp, ud: int) -> int:
         ioprio = _ring.ACCEPT_MULTISHOT if self.capabilities.multishot else 0
@@ -756,13 +751,13 @@ class UringBackend(Backend):
         return self._prep(Op.CONNECT, op.fd, _addr(addr), 0, len(addr), 0, ud, 0, 0, 0, 0, 0)
 
     def _prep_shutdown(self, op: ShutdownOp, ud: int) -> int:
-        return self._prep(Op.SHUTDOWN, op.fd, 0, op.how, 0, 0, ud, 0, 0, 0, 0, 0)
+        return self._prep_simple(_SHUTDOWN, op.fd, 0, op.how, 0, 0, ud)
 
     def _prep_close(self, op: CloseOp, ud: int) -> int:
-        return self._prep(Op.CLOSE, op.fd, 0, 0, 0, 0, ud, 0, 0, 0, 0, 0)
+        return self._prep_simple(_CLOSE, op.fd, 0, 0, 0, 0, ud)
 
     def _prep_poll(self, op: PollOp, ud: int) -> int:
-        return self._prep(Op.POLL_ADD, op.fd, 0, 0, 0, op.events, ud, 0, 0, 0, 0, 0)
+        return self._prep_simple(_POLL_ADD, op.fd, 0, 0, 0, op.events, ud)
 
     def _prep_openat(self, op: OpenatOp, ud: int) -> int:
         return self._prep(

@@ -95,6 +95,32 @@ def test_positional_prep_is_the_fast_path(ring: Ring) -> None:
     assert wait_for(ring, 1) == [(99, 0, 0)]
 
 
+def test_short_prep_forms(ring: Ring, sockpair: tuple[socket.socket, socket.socket]) -> None:
+    a, b = sockpair
+    # prep_simple: opcode, fd, addr, len, off, op_flags, user_data.
+    assert ring.prep_simple(Op.NOP, -1, 0, 0, 0, 0, 7) == 0
+    assert wait_for(ring, 1) == [(7, 0, 0)]
+    # prep_buf takes the buffer as a pointer: bytes, or ffi.from_buffer().
+    assert ring.prep_buf(Op.SEND, a.fileno(), b"abc", 3, 0, 0, 8) == 0
+    view = _ring._ffi.from_buffer(bytearray(b"defg"))
+    assert ring.prep_buf(Op.SEND, a.fileno(), view, 4, 0, 0, 9) == 0
+    # A zero-length buffer travels as address 0 (a valid empty send).
+    assert ring.prep_buf(Op.SEND, a.fileno(), _ring._ffi.NULL, 0, 0, 0, 10) == 0
+    assert sorted(wait_for(ring, 3)) == [(8, 3, 0), (9, 4, 0), (10, 0, 0)]
+    assert b.recv(64) == b"abcdefg"
+    # prep_select: IOSQE_BUFFER_SELECT from a group; the CQE names a buffer.
+    slab = mmap.mmap(-1, 2 * 4096)
+    br = ring.register_buf_ring(5, slab, 4096, 2)
+    b.send(b"hello")
+    assert ring.prep_select(Op.RECV, a.fileno(), 4096, 0, 0, 11, 0, 5) == 0
+    ((ud, res, flags),) = wait_for(ring, 1)
+    bid = buffer_id(flags)
+    assert (ud, res) == (11, 5) and bid is not None
+    assert bytes(br.buffer(bid, res)) == b"hello"
+    # Same result codes as prep: the reserved user_data is refused.
+    assert ring.prep_simple(Op.NOP, -1, 0, 0, 0, 0, RESERVED_USER_DATA) == -errno.EINVAL
+
+
 def test_timeout_op_expires_with_etime(ring: Ring) -> None:
     ts = bytearray(16)  # struct __kernel_timespec {s64 sec; s64 nsec}
     ts[8:16] = (1_000_000).to_bytes(8, "little")  # 1 ms
