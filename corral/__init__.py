@@ -69,6 +69,11 @@ from ._highlevel_generic import (
     aclose_forcefully as aclose_forcefully,
 )
 from ._highlevel_serve_listeners import serve_listeners as serve_listeners
+from ._ssl import (
+    NeedHandshakeError as NeedHandshakeError,
+    SSLListener as SSLListener,
+    SSLStream as SSLStream,
+)
 
 # --- sockets (corral/_socket.py, corral/socket.py) ----------------------
 from . import socket as socket
