@@ -39,15 +39,12 @@ NOT_PORTED = {
 
 # Names whose issue has not landed yet: issue number -> names.
 PENDING = {
-    4: {"DTLSChannel", "DTLSChannelStatistics", "DTLSEndpoint", "NeedHandshakeError",
-        "SSLListener", "SSLStream", "SocketListener", "SocketStream", "StapledStream",
-        "aclose_forcefully", "open_ssl_over_tcp_listeners", "open_ssl_over_tcp_stream",
-        "open_tcp_listeners", "open_tcp_stream", "open_unix_socket", "serve_listeners",
+    4: {"DTLSChannel", "DTLSChannelStatistics", "DTLSEndpoint",
+        "SocketListener", "SocketStream",
+        "open_ssl_over_tcp_listeners", "open_ssl_over_tcp_stream",
+        "open_tcp_listeners", "open_tcp_stream", "open_unix_socket",
         "serve_ssl_over_tcp", "serve_tcp", "FdStream",
-        "MemoryReceiveStream", "MemorySendStream", "check_half_closeable_stream",
-        "check_one_way_stream", "check_two_way_stream", "lockstep_stream_one_way_pair",
-        "lockstep_stream_pair", "memory_stream_one_way_pair", "memory_stream_pair",
-        "memory_stream_pump", "open_stream_to_socket_listener"},
+        "open_stream_to_socket_listener"},
     5: {"Path", "PosixPath", "WindowsPath", "open_file", "wrap_file"},
     # processes and signals have no issue yet
     0: {"Process", "run_process", "open_process", "open_signal_receiver"},
