@@ -63,6 +63,7 @@ from ._core import (
     checkpoint_if_cancelled,
 )
 from ._highlevel_generic import aclose_forcefully
+from ._socket_resolve import encode_hostname
 from ._sync import Event, Lock, StrictFIFOLock
 from ._util import ConflictDetector
 
@@ -78,19 +79,6 @@ T_Stream = TypeVar("T_Stream", bound=Stream)
 # we want) and start from a value above a typical first TCP burst: 10
 # segments of ~1460 bytes (RFC 6928's initial window).
 STARTING_RECEIVE_SIZE = 16384
-
-
-def _encode_hostname(hostname: str) -> bytes:
-    # IDNA 2008 with UTS-46 mapping for non-ASCII names, as corral.socket
-    # resolves them (the stdlib's own codec is IDNA 2003, bpo-17305), so the
-    # name checked against the certificate is the name we connected to.
-    try:
-        return hostname.encode("ascii")
-    except UnicodeEncodeError:
-        import idna  # only non-ASCII names need it
-
-        encoded: bytes = idna.encode(hostname, uts46=True)
-        return encoded
 
 
 def _is_eof(exc: BaseException | None) -> bool:
@@ -248,7 +236,7 @@ class SSLStream(Stream, Generic[T_Stream]):
         https_compatible: bool = False,
     ) -> None:
         if isinstance(server_hostname, str):
-            server_hostname = _encode_hostname(server_hostname)
+            server_hostname = encode_hostname(server_hostname)
         self.transport_stream: T_Stream = transport_stream
         self._state = _State.OK
         self._https_compatible = https_compatible
