@@ -1,0 +1,1008 @@
+"""The epoll adapter's own behaviour (corral/_io/epoll.py, _epoll_ops.py).
+
+The shared contract suite (test_contract.py) also runs on epoll; these tests
+cover what is specific to emulating completions over readiness: merged
+interest per fd, FIFO lines, one-shot re-arming, cancel at each stage, fds
+closed or hung up while ops wait, the pool taken only when data is there,
+emulated multishot, and the synchronous file ops.
+"""
+
+from __future__ import annotations
+
+import array
+import errno
+import os
+import select
+import signal
+import socket
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from iohelpers import run_on
+
+from corral._core import (
+    Cancelled,
+    CancelScope,
+    ClosedResourceError,
+    EndOfChannel,
+    cancel_shielded_checkpoint,
+    open_nursery,
+    wait_all_tasks_blocked,
+)
+from corral._io.epoll import EpollBackend
+from corral._io.ops import (
+    AcceptMultishotOp,
+    AcceptOp,
+    CancelFdOp,
+    CloseOp,
+    ConnectOp,
+    FsyncOp,
+    NopOp,
+    OpenatOp,
+    Operation,
+    PollOp,
+    RawOp,
+    ReadOp,
+    ReadPoolOp,
+    ReadvOp,
+    RecvmsgOp,
+    RecvMultishotOp,
+    RecvOp,
+    RecvPoolOp,
+    SendmsgOp,
+    SendOp,
+    ShutdownOp,
+    SpliceOp,
+    StatxOp,
+    TimeoutOp,
+    WriteOp,
+    WritevOp,
+)
+from corral._io.perform import cancel_operation, current_backend, perform
+from corral._io.pool import BufferPool, Lease
+from corral._io.readiness import notify_closing, wait_readable
+
+
+def epoll() -> EpollBackend:
+    backend = current_backend()
+    assert isinstance(backend, EpollBackend)
+    return backend
+
+
+def run(fn: Any, **options: Any) -> Any:
+    return run_on("epoll", fn, **options)
+
+
+def socketpair(blocking: bool = False) -> tuple[socket.socket, socket.socket]:
+    a, b = socket.socketpair()
+    a.setblocking(blocking)
+    b.setblocking(blocking)
+    return a, b
+
+
+def fill(sock: socket.socket) -> int:
+    """Fill ``sock``'s send buffer; return how many bytes went in."""
+    sock.setblocking(False)
+    total = 0
+    try:
+        while True:
+            total += sock.send(b"x" * 65536)
+    except BlockingIOError:
+        pass
+    return total
+
+
+def drain(sock: socket.socket) -> int:
+    sock.setblocking(False)
+    total = 0
+    try:
+        while True:
+            chunk = sock.recv(1 << 20)
+            if not chunk:
+                break
+            total += len(chunk)
+    except BlockingIOError:
+        pass
+    return total
+
+
+async def turns_until(predicate: Any, limit: int = 10000) -> None:
+    for _ in range(limit):
+        if predicate():
+            return
+        await cancel_shielded_checkpoint()
+    raise AssertionError("condition never became true")
+
+
+@pytest.fixture
+def tmp_file(tmp_path: Path) -> Iterator[Path]:
+    path = tmp_path / "data.bin"
+    path.write_bytes(b"0123456789")
+    yield path
+
+
+# -- the first subset: nop, timeout, poll, recv, send ----------------------------
+
+
+def test_nop_timeout_and_immediate_send_without_epoll_ctl() -> None:
+    async def main() -> None:
+        assert await perform(NopOp()) is None
+        assert await perform(TimeoutOp(0)) is None
+        a, b = socketpair()
+        with a, b:
+            before = epoll().epoll_statistics().ctl_calls
+            # A send that fits and a receive of data already there complete
+            # at their first attempt: no readiness wait, no epoll_ctl.
+            assert await perform(SendOp(a.fileno(), b"hello")) == 5
+            buf = bytearray(8)
+            assert await perform(RecvOp(b.fileno(), buf)) == 5
+            assert buf[:5] == b"hello"
+            stats = epoll().epoll_statistics()
+            assert stats.ctl_calls == before
+            assert stats.immediate >= 2
+
+    run(main)
+
+
+def test_recv_waits_for_readiness() -> None:
+    async def main() -> None:
+        a, b = socketpair()
+        with a, b:
+            buf = bytearray(16)
+            got: list[int] = []
+            async with open_nursery() as nursery:
+
+                async def reader() -> None:
+                    got.append(await perform(RecvOp(b.fileno(), buf)))
+
+                nursery.start_soon(reader)
+                await wait_all_tasks_blocked()
+                assert got == []
+                assert b.fileno() in epoll()._fds
+                a.send(b"late")
+            assert got == [4]
+            assert buf[:4] == b"late"
+
+    run(main)
+
+
+def test_blocking_socket_never_blocks_the_loop() -> None:
+    # MSG_DONTWAIT on every socket call: a blocking socket behaves.
+    async def main() -> None:
+        a, b = socketpair(blocking=True)
+        with a, b:
+            async with open_nursery() as nursery:
+
+                async def reader() -> None:
+                    buf = bytearray(4)
+                    assert await perform(RecvOp(b.fileno(), buf)) == 2
+
+                nursery.start_soon(reader)
+                await wait_all_tasks_blocked()
+                assert await perform(SendOp(a.fileno(), b"ok")) == 2
+            assert b.getblocking()  # untouched
+
+    run(main)
+
+
+def test_poll_op_reports_mask_and_hangup() -> None:
+    async def main() -> None:
+        a, b = socketpair()
+        with a, b:
+            assert await perform(PollOp(a.fileno(), select.POLLOUT)) == select.POLLOUT
+            a.close()
+            mask = await perform(PollOp(b.fileno(), select.POLLIN))
+            assert mask & select.POLLIN
+            assert mask & select.POLLHUP
+
+    run(main)
+
+
+def test_poll_op_on_regular_file_is_always_ready(tmp_file: Path) -> None:
+    # epoll_ctl refuses regular files (EPERM); poll(2) calls them ready.
+    async def main() -> None:
+        with open(tmp_file, "rb") as f:
+            events = select.POLLIN | select.POLLOUT
+            assert await perform(PollOp(f.fileno(), events)) == events
+
+    run(main)
+
+
+def test_timeout_op_expires_and_cancels() -> None:
+    async def main() -> None:
+        op = TimeoutOp(0.001)
+        assert await perform(op) is None
+        assert op.res == -errno.ETIME
+        with CancelScope() as cs:
+            async with open_nursery() as nursery:
+
+                async def canceller() -> None:
+                    await wait_all_tasks_blocked()
+                    cs.cancel()
+
+                nursery.start_soon(canceller)
+                await perform(TimeoutOp(3600))
+        assert cs.cancelled_caught
+        assert epoll().epoll_statistics().timers == 0
+
+    run(main)
+
+
+# -- one registration per fd, merged interest, FIFO lines ----------------------
+
+
+def test_merged_interest_and_fifo_lines() -> None:
+    async def main() -> None:
+        a, b = socketpair()
+        with a, b:
+            fill(b)
+            order: list[str] = []
+            backend = epoll()
+            async with open_nursery() as nursery:
+
+                async def recv(name: str) -> None:
+                    buf = bytearray(3)
+                    n = await perform(RecvOp(b.fileno(), buf))
+                    order.append(f"{name}:{bytes(buf[:n]).decode()}")
+
+                async def send() -> None:
+                    await perform(SendOp(b.fileno(), b"y"))
+                    order.append("send")
+
+                async def poll() -> None:
+                    mask = await perform(PollOp(b.fileno(), select.POLLIN | select.POLLPRI))
+                    order.append(f"poll:{mask & select.POLLIN}")
+
+                for name in ("r1", "r2", "r3"):
+                    nursery.start_soon(recv, name)
+                    await wait_all_tasks_blocked()
+                nursery.start_soon(send)
+                nursery.start_soon(poll)
+                await wait_all_tasks_blocked()
+                # One registration for the fd, carrying every interest.
+                st = backend._fds[b.fileno()]
+                assert [op.kind for op in st.readers] == ["recv"] * 3
+                assert [op.kind for op in st.writers] == ["send"]
+                assert len(st.pollers) == 1
+                assert st.armed == select.EPOLLIN | select.EPOLLOUT | select.EPOLLPRI
+                a.send(b"abcdefghi")
+                await wait_all_tasks_blocked()
+                # All three receivers, in the order they started waiting.
+                assert [o for o in order if o.startswith("r")] == ["r1:abc", "r2:def", "r3:ghi"]
+                assert "send" not in order
+                drain(a)
+            assert "send" in order
+            assert f"poll:{select.POLLIN}" in order
+
+    run(main)
+
+
+def test_new_recv_does_not_jump_the_line() -> None:
+    async def main() -> None:
+        a, b = socketpair()
+        with a, b:
+            backend = epoll()
+            first = RecvOp(b.fileno(), bytearray(2))
+            second = RecvOp(b.fileno(), bytearray(2))
+            async with open_nursery() as nursery:
+                nursery.start_soon(perform, first)
+                await wait_all_tasks_blocked()
+                # Data arrives, and in the same turn a second recv is
+                # submitted: it queues behind the first one.
+                a.send(b"1122")
+                backend.submit(second)
+                seen: list[Operation] = []
+                second._callback = seen.append
+                await turns_until(lambda: bool(seen))
+            assert bytes(first.buffer) == b"11"
+            assert bytes(second.buffer) == b"22"
+
+    run(main)
+
+
+# -- cancellation at each stage -----------------------------------------------
+
+
+def test_cancel_while_waiting_disarms_and_loses_nothing() -> None:
+    async def main() -> None:
+        a, b = socketpair()
+        with a, b:
+            backend = epoll()
+            op = RecvOp(b.fileno(), bytearray(8))
+            with CancelScope() as cs:
+                async with open_nursery() as nursery:
+
+                    async def canceller() -> None:
+                        await wait_all_tasks_blocked()
+                        cs.cancel()
+
+                    nursery.start_soon(canceller)
+                    await perform(op)
+            assert cs.cancelled_caught
+            assert op.res == -errno.ECANCELED
+            await cancel_shielded_checkpoint()
+            await cancel_shielded_checkpoint()
+            assert b.fileno() not in backend._fds
+            assert backend._fds.get(b.fileno()) is None
+            a.send(b"kept")
+            assert b.recv(8) == b"kept"
+
+    run(main)
+
+
+def test_cancel_after_the_syscall_succeeded_delivers_the_result() -> None:
+    # The recv's syscall succeeds in the loop turn; the cancel request comes
+    # after it (from the callback of an op delivered just before it in the
+    # same batch): the data must be delivered, not dropped.
+    async def main() -> None:
+        a, b = socketpair()
+        with a, b:
+            a.send(b"payload")
+            backend = epoll()
+            nop = NopOp()
+            recv = RecvOp(b.fileno(), bytearray(16))
+            seen: list[Operation] = []
+            nop._callback = lambda op: backend.cancel(recv)
+            recv._callback = seen.append
+            backend.submit(nop)
+            backend.submit(recv)
+            await turns_until(lambda: bool(seen))
+            assert recv._cancel_requested
+            assert recv.res == 7
+            assert bytes(recv.buffer[:7]) == b"payload"
+
+    run(main)
+
+
+def test_cancel_queued_op_that_would_wait() -> None:
+    async def main() -> None:
+        a, b = socketpair()
+        with a, b:
+            backend = epoll()
+            op = RecvOp(b.fileno(), bytearray(4))
+            seen: list[Operation] = []
+            op._callback = seen.append
+            backend.submit(op)
+            backend.cancel(op)
+            await turns_until(lambda: bool(seen))
+            assert op.res == -errno.ECANCELED
+            assert b.fileno() not in backend._fds
+            assert backend.in_flight_count() == 0
+
+    run(main)
+
+
+def test_cancel_one_of_several_waiters_keeps_the_others() -> None:
+    async def main() -> None:
+        a, b = socketpair()
+        with a, b:
+            got: list[bytes] = []
+            async with open_nursery() as nursery:
+
+                async def recv(scope: CancelScope) -> None:
+                    buf = bytearray(4)
+                    with scope:
+                        n = await perform(RecvOp(b.fileno(), buf))
+                        got.append(bytes(buf[:n]))
+
+                s1, s2 = CancelScope(), CancelScope()
+                nursery.start_soon(recv, s1)
+                await wait_all_tasks_blocked()
+                nursery.start_soon(recv, s2)
+                await wait_all_tasks_blocked()
+                s1.cancel()
+                await wait_all_tasks_blocked()
+                a.send(b"two")
+            assert got == [b"two"]
+            assert s1.cancelled_caught
+
+    run(main)
+
+
+def test_cancel_fd_cancels_every_waiter() -> None:
+    async def main() -> None:
+        a, b = socketpair()
+        with a, b:
+            errors: list[int] = []
+            async with open_nursery() as nursery:
+
+                async def recv() -> None:
+                    with pytest.raises(OSError) as info:
+                        await perform(RecvOp(b.fileno(), bytearray(4)))
+                    errors.append(info.value.errno or 0)
+
+                nursery.start_soon(recv)
+                nursery.start_soon(recv)
+                await wait_all_tasks_blocked()
+                assert await perform(CancelFdOp(b.fileno())) == 2
+            assert errors == [errno.ECANCELED, errno.ECANCELED]
+
+    run(main)
+
+
+# -- fds closed or hung up while ops wait ----------------------------------------
+
+
+def test_close_op_fails_waiters_with_ebadf() -> None:
+    async def main() -> None:
+        a, b = socketpair()
+        fd = b.detach()
+        with a:
+            async with open_nursery() as nursery:
+
+                async def recv() -> None:
+                    with pytest.raises(OSError) as info:
+                        await perform(RecvOp(fd, bytearray(4)))
+                    assert info.value.errno == errno.EBADF
+
+                nursery.start_soon(recv)
+                await wait_all_tasks_blocked()
+                assert await perform(CloseOp(fd)) is None
+            assert fd not in epoll()._registered
+            with pytest.raises(OSError) as info:
+                await perform(RecvOp(fd, bytearray(4)))
+            assert info.value.errno == errno.EBADF
+
+    run(main)
+
+
+def test_notify_closing_wakes_readiness_waits() -> None:
+    async def main() -> None:
+        a, b = socketpair()
+        with a, b:
+            async with open_nursery() as nursery:
+
+                async def waiter() -> None:
+                    with pytest.raises(ClosedResourceError, match=r"^another task closed this fd$"):
+                        await wait_readable(b)
+
+                nursery.start_soon(waiter)
+                await wait_all_tasks_blocked()
+                notify_closing(b)
+            await cancel_shielded_checkpoint()
+            assert epoll().in_flight_count() == 0
+
+    run(main)
+
+
+def test_peer_close_wakes_recv_with_eof_and_send_with_epipe() -> None:
+    async def main() -> None:
+        a, b = socketpair()
+        with b:
+            fill(b)
+            results: dict[str, Any] = {}
+            async with open_nursery() as nursery:
+
+                async def recv() -> None:
+                    try:
+                        results["recv"] = await perform(RecvOp(b.fileno(), bytearray(4)))
+                    except OSError as exc:
+                        results["recv"] = exc.errno
+
+                async def send() -> None:
+                    try:
+                        await perform(SendOp(b.fileno(), b"z" * 65536))
+                    except OSError as exc:
+                        results["send"] = exc.errno
+
+                nursery.start_soon(recv)
+                nursery.start_soon(send)
+                await wait_all_tasks_blocked()
+                assert results == {}
+                a.close()  # EPOLLHUP (+ EPOLLIN) on b
+            # a closed with unread data (what fill() sent): a reset, which
+            # the receive reports (unix(7) stream sockets do this).
+            assert results == {"recv": errno.ECONNRESET, "send": errno.EPIPE}
+
+    run(main)
+
+
+def test_fd_closed_behind_our_back_with_a_dup_does_not_spin() -> None:
+    # Trio's "Some facts about epoll": the registration of a closed fd whose
+    # file lives on (dup) cannot be removed. One-shot interest means it fires
+    # at most once; afterwards the loop can sleep again.
+    async def main() -> None:
+        a, b = socketpair()
+        with a, b:
+            backend = epoll()
+            fd = os.dup(b.fileno())
+            with CancelScope() as cs:
+                async with open_nursery() as nursery:
+
+                    async def canceller() -> None:
+                        await wait_all_tasks_blocked()
+                        cs.cancel()
+
+                    nursery.start_soon(canceller)
+                    await perform(RecvOp(fd, bytearray(1)))
+            os.close(fd)  # the registration for (fd, file) is now stale
+            a.send(b"x")  # the file becomes readable
+            waits = backend.statistics().kernel_waits
+            for _ in range(5):
+                await cancel_shielded_checkpoint()
+            # Each turn still waits once, and no op woke for the stale fd.
+            assert backend.statistics().kernel_waits - waits <= 6
+            assert b.recv(1) == b"x"
+
+    run(main)
+
+
+# -- connect and accept -----------------------------------------------------------
+
+
+def test_connect_accept_and_refused() -> None:
+    async def main() -> None:
+        listener = socket.socket()
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        listener.setblocking(False)
+        port = listener.getsockname()[1]
+        client = socket.socket()
+        with listener, client:
+            async with open_nursery() as nursery:
+                accepted: list[int] = []
+
+                async def accept() -> None:
+                    accepted.append(await perform(AcceptOp(listener.fileno())))
+
+                nursery.start_soon(accept)
+                await wait_all_tasks_blocked()
+                assert (
+                    await perform(ConnectOp(client.fileno(), socket.AF_INET, ("127.0.0.1", port)))
+                    is None
+                )
+            with socket.socket(fileno=accepted[0]) as server_side:
+                assert not os.get_inheritable(server_side.fileno())
+                assert server_side.getpeername() == client.getsockname()
+            # connect set O_NONBLOCK on the fd (it has no per-call flag).
+            assert not os.get_blocking(client.fileno())
+
+        closed = socket.socket()
+        closed.bind(("127.0.0.1", 0))
+        dead_port = closed.getsockname()[1]
+        closed.close()
+        with socket.socket() as refused:
+            with pytest.raises(OSError) as info:
+                await perform(ConnectOp(refused.fileno(), socket.AF_INET, ("127.0.0.1", dead_port)))
+            assert info.value.errno == errno.ECONNREFUSED
+
+    run(main)
+
+
+def test_multishot_accept_streams_connections() -> None:
+    async def main() -> None:
+        listener = socket.socket()
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(16)
+        addr = listener.getsockname()
+        clients = [socket.create_connection(addr) for _ in range(3)]
+        try:
+            op = AcceptMultishotOp(listener.fileno())
+            fds = [await perform(op) for _ in range(3)]
+            assert len(set(fds)) == 3
+            for fd in fds:
+                os.close(fd)
+            cancel_operation(op)
+            with pytest.raises(EndOfChannel):
+                await perform(op)
+            assert op.done
+        finally:
+            for c in clients:
+                c.close()
+            listener.close()
+
+    run(main)
+
+
+# -- the pool: leases only when data is there, backpressure ----------------------------
+
+
+def test_idle_pool_receives_hold_no_buffer() -> None:
+    async def main() -> None:
+        pairs = [socketpair() for _ in range(8)]
+        pool = epoll().pool
+        leases: list[Lease] = []
+        async with open_nursery() as nursery:
+
+            async def recv(sock: socket.socket) -> None:
+                lease = await perform(RecvPoolOp(sock.fileno()))
+                assert lease is not None
+                leases.append(lease)
+
+            for _, b in pairs:
+                nursery.start_soon(recv, b)
+            await wait_all_tasks_blocked()
+            assert pool.statistics().in_use == 0
+            pairs[3][0].send(b"only me")
+            await wait_all_tasks_blocked()
+            assert pool.statistics().in_use == 1
+            assert [bytes(x.data) for x in leases] == [b"only me"]
+            for a, _ in pairs:
+                a.send(b"!")
+        assert pool.statistics().in_use == 8
+        for lease in leases:
+            lease.release()
+        for a, b in pairs:
+            a.close()
+            b.close()
+
+    run(main, buffers=16)
+
+
+def test_pool_eof_takes_no_buffer() -> None:
+    async def main() -> None:
+        a, b = socketpair()
+        with b:
+            a.close()
+            assert await perform(RecvPoolOp(b.fileno())) is None
+            assert epoll().pool.statistics().high_water == 0
+
+    run(main)
+
+
+def test_backpressure_when_the_pool_is_empty() -> None:
+    async def main() -> None:
+        pool = epoll().pool
+        held = [await pool.lease(), await pool.lease()]
+        a, b = socketpair()
+        with a, b:
+            a.send(b"data")
+            got: list[bytes] = []
+            async with open_nursery() as nursery:
+
+                async def recv() -> None:
+                    lease = await perform(RecvPoolOp(b.fileno()))
+                    assert lease is not None
+                    with lease:
+                        got.append(bytes(lease.data))
+
+                nursery.start_soon(recv)
+                await wait_all_tasks_blocked()
+                stats = pool.statistics()
+                assert got == []
+                assert stats.waiting == 1
+                assert stats.backpressure_waits == 1
+                held.pop().release()
+            assert got == [b"data"]
+            held.pop().release()
+
+    run(main, buffers=2)
+
+
+def test_cancel_while_parked_for_a_buffer() -> None:
+    async def main() -> None:
+        pool = epoll().pool
+        held = await pool.lease()
+        a, b = socketpair()
+        with a, b:
+            a.send(b"data")
+            with CancelScope() as cs:
+                async with open_nursery() as nursery:
+
+                    async def canceller() -> None:
+                        await wait_all_tasks_blocked()
+                        assert pool.statistics().waiting == 1
+                        cs.cancel()
+
+                    nursery.start_soon(canceller)
+                    await perform(RecvPoolOp(b.fileno()))
+            assert cs.cancelled_caught
+            assert pool.statistics().waiting == 0
+            held.release()
+            assert b.recv(8) == b"data"
+
+    run(main, buffers=1)
+
+
+def test_multishot_recv_streams_until_eof() -> None:
+    async def main() -> None:
+        a, b = socketpair()
+        with b:
+            op = RecvMultishotOp(b.fileno())
+            chunks: list[bytes] = []
+            async with open_nursery() as nursery:
+
+                async def reader() -> None:
+                    while True:
+                        try:
+                            lease = await perform(op)
+                        except EndOfChannel:
+                            return
+                        with lease:
+                            chunks.append(bytes(lease.data))
+
+                nursery.start_soon(reader)
+                for part in (b"one", b"two", b"three"):
+                    await wait_all_tasks_blocked()
+                    a.send(part)
+                await wait_all_tasks_blocked()
+                a.close()
+            assert b"".join(chunks) == b"onetwothree"
+            assert op.done and op.res == 0
+            assert epoll().pool.statistics().in_use == 0
+
+    run(main)
+
+
+def test_multishot_recv_big_stream_with_tiny_pool() -> None:
+    # More data than the pool holds: the stream parks on ENOBUFS and goes on
+    # as the reader releases buffers; nothing is lost or reordered.
+    async def main() -> None:
+        a, b = socketpair()
+        payload = bytes(range(256)) * 64  # 16 KiB
+        with b:
+            op = RecvMultishotOp(b.fileno())
+            received = bytearray()
+            async with open_nursery() as nursery:
+
+                async def reader() -> None:
+                    while True:
+                        try:
+                            lease = await perform(op)
+                        except EndOfChannel:
+                            return
+                        with lease:
+                            received.extend(lease.data)
+                        await cancel_shielded_checkpoint()
+
+                nursery.start_soon(reader)
+                a.sendall(payload)
+                a.close()
+            assert bytes(received) == payload
+            assert epoll().pool.statistics().backpressure_waits > 0
+
+    run(main, buffers=2, buffer_size=512)
+
+
+# -- many fds -----------------------------------------------------------------------
+
+
+def test_many_fds() -> None:
+    async def main() -> None:
+        pairs = [socketpair() for _ in range(300)]
+        try:
+            total = 0
+            async with open_nursery() as nursery:
+
+                async def echo(i: int, b: socket.socket) -> None:
+                    nonlocal total
+                    lease = await perform(RecvPoolOp(b.fileno()))
+                    assert lease is not None
+                    with lease:
+                        assert bytes(lease.data) == str(i).encode()
+                        total += 1
+
+                for i, (_, b) in enumerate(pairs):
+                    nursery.start_soon(echo, i, b)
+                await wait_all_tasks_blocked()
+                assert len(epoll()._fds) == 300
+                for i, (a, _) in enumerate(pairs):
+                    await perform(SendOp(a.fileno(), str(i).encode()))
+            assert total == 300
+        finally:
+            for a, b in pairs:
+                a.close()
+                b.close()
+
+    run(main, buffers=64)
+
+
+# -- messages --------------------------------------------------------------------
+
+
+def test_sendmsg_recvmsg_with_fds_and_addresses() -> None:
+    async def main() -> None:
+        a, b = socketpair()
+        r, w = os.pipe()
+        with a, b:
+            fds = array.array("i", [r]).tobytes()
+            sent = await perform(
+                SendmsgOp(a.fileno(), [b"ab", b"cd"], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, fds)])
+            )
+            assert sent == 4
+            buf = bytearray(8)
+            n, anc, flags, address = await perform(
+                RecvmsgOp(b.fileno(), [buf], socket.CMSG_SPACE(4))
+            )
+            assert (n, bytes(buf[:4]), flags, address) == (4, b"abcd", 0, b"")
+            [(level, type_, data)] = anc
+            assert (level, type_) == (socket.SOL_SOCKET, socket.SCM_RIGHTS)
+            os.close(int.from_bytes(data[:4], "little"))
+        os.close(r)
+        os.close(w)
+
+        with (
+            socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u1,
+            socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u2,
+        ):
+            u1.bind(("127.0.0.1", 0))
+            u2.bind(("127.0.0.1", 0))
+            await perform(
+                SendmsgOp(u1.fileno(), [b"dgram"], (), 0, socket.AF_INET, u2.getsockname())
+            )
+            buf = bytearray(16)
+            n, _, _, address = await perform(RecvmsgOp(u2.fileno(), [buf]))
+            assert bytes(buf[:n]) == b"dgram"
+            host, port = u1.getsockname()
+            assert address == (
+                socket.AF_INET.to_bytes(2, "little")
+                + port.to_bytes(2, "big")
+                + socket.inet_aton(host)
+                + b"\0" * 8
+            )
+
+    run(main)
+
+
+# -- files: synchronous on epoll ------------------------------------------------------
+
+
+def test_file_ops(tmp_path: Path) -> None:
+    path = tmp_path / "f.txt"
+
+    async def main() -> None:
+        fd = await perform(OpenatOp(path, os.O_RDWR | os.O_CREAT, 0o600))
+        assert not os.get_inheritable(fd)
+        assert await perform(WriteOp(fd, b"hello world")) == 11
+        assert await perform(WritevOp(fd, [b"!", b"?"], 0)) == 2
+        buf = bytearray(5)
+        assert await perform(ReadOp(fd, buf, 6)) == 5
+        assert buf == b"world"
+        b1, b2 = bytearray(2), bytearray(3)
+        assert await perform(ReadvOp(fd, [b1, b2], 0)) == 5
+        assert (bytes(b1), bytes(b2)) == (b"!?", b"llo")
+        lease = await perform(ReadPoolOp(fd, 0))
+        assert lease is not None
+        with lease:
+            assert bytes(lease.data) == b"!?llo world"
+        assert await perform(ReadPoolOp(fd, 100)) is None
+        assert await perform(FsyncOp(fd, datasync=True)) is None
+        st = await perform(StatxOp("", dir_fd=fd))
+        ref = os.stat(path)
+        assert (st.st_size, st.st_mode, st.st_ino, st.st_dev) == (
+            11, ref.st_mode, ref.st_ino, ref.st_dev,
+        )  # fmt: skip
+        assert st.st_mtime_ns == ref.st_mtime_ns
+        assert (await perform(StatxOp(path))).st_size == 11
+        assert await perform(CloseOp(fd)) is None
+        with pytest.raises(FileNotFoundError):
+            await perform(StatxOp(tmp_path / "missing"))
+        with pytest.raises(FileNotFoundError):
+            await perform(OpenatOp(tmp_path / "missing", os.O_RDONLY))
+
+    run(main)
+    assert path.read_bytes() == b"!?llo world"
+
+
+def test_pipe_read_waits_and_sets_nonblocking() -> None:
+    async def main() -> None:
+        r, w = os.pipe()
+        try:
+            buf = bytearray(8)
+            async with open_nursery() as nursery:
+
+                async def reader() -> None:
+                    assert await perform(ReadOp(r, buf)) == 3
+
+                nursery.start_soon(reader)
+                await wait_all_tasks_blocked()
+                assert not os.get_blocking(r)
+                os.write(w, b"abc")
+            assert buf[:3] == b"abc"
+        finally:
+            os.close(r)
+            os.close(w)
+
+    run(main)
+
+
+def test_splice_between_pipes() -> None:
+    async def main() -> None:
+        r1, w1 = os.pipe()
+        r2, w2 = os.pipe()
+        try:
+            async with open_nursery() as nursery:
+                moved: list[int] = []
+
+                async def splice() -> None:
+                    moved.append(await perform(SpliceOp(r1, w2, 100)))
+
+                nursery.start_soon(splice)
+                await wait_all_tasks_blocked()
+                assert moved == []
+                os.write(w1, b"spliced")
+            assert moved == [7]
+            assert os.read(r2, 100) == b"spliced"
+        finally:
+            for fd in (r1, w1, r2, w2):
+                os.close(fd)
+
+    run(main)
+
+
+def test_shutdown_and_raw_op() -> None:
+    async def main() -> None:
+        a, b = socketpair()
+        with a, b:
+            assert await perform(ShutdownOp(a.fileno(), socket.SHUT_WR)) is None
+            assert b.recv(1) == b""
+        with pytest.raises(OSError) as info:
+            await perform(RawOp(0))
+        assert info.value.errno == errno.ENOSYS
+
+    run(main)
+
+
+# -- the backend's own loop: wakeups, timeouts, close ------------------------------
+
+
+def test_force_wakeup_from_another_thread_and_timeout() -> None:
+    backend = EpollBackend(BufferPool(4096, 4), guest=True)
+    try:
+        assert not backend.get_events(0.01)
+        timer = threading.Timer(0.05, backend.force_wakeup)
+        timer.start()
+        events = backend.get_events(30)
+        timer.join()
+        assert events
+        backend.process_events(events)
+    finally:
+        backend.close()
+
+
+def test_signal_wakes_get_events() -> None:
+    received: list[int] = []
+    old = signal.signal(signal.SIGUSR1, lambda *a: received.append(1))
+    backend = EpollBackend(BufferPool(4096, 4))
+    try:
+        timer = threading.Timer(0.05, os.kill, (os.getpid(), signal.SIGUSR1))
+        timer.start()
+        events = backend.get_events(30)
+        timer.join()
+        assert events
+    finally:
+        backend.close()
+        signal.signal(signal.SIGUSR1, old)
+    assert signal.set_wakeup_fd(-1) == -1
+
+
+def test_close_drains_everything_in_flight() -> None:
+    pool = BufferPool(4096, 4, debug=True)
+    backend = EpollBackend(pool, guest=True)
+    a, b = socketpair()
+    with a, b:
+        a.send(b"ready")
+        waiting = RecvOp(b.fileno(), bytearray(4))
+        timer = TimeoutOp(3600)
+        backend.submit(waiting)
+        backend.submit(timer)
+        backend.process_events(backend.get_events(0))
+        assert waiting.done and waiting.res == 4  # data was there
+        pool_recv = RecvPoolOp(b.fileno())
+        idle = RecvOp(a.fileno(), bytearray(4))
+        backend.submit(pool_recv)
+        backend.submit(idle)
+        events = backend.get_events(0)  # pool_recv's result is in the batch
+        backend.close()  # ... and delivered to nobody: its lease comes back
+    assert pool_recv.done and pool_recv.res == 1
+    assert idle.done and idle.res == -errno.ECANCELED
+    assert timer.done and timer.res == -errno.ECANCELED
+    assert pool.statistics().in_use == 0
+    assert events
+    with pytest.raises(RuntimeError, match=r"^the I/O backend is closed \(the run has ended\)$"):
+        backend.submit(NopOp())
+
+
+def test_cancelled_exception_when_cancel_wins() -> None:
+    async def main() -> None:
+        a, b = socketpair()
+        with a, b:
+            with CancelScope() as cs:
+                cs.cancel()
+                with pytest.raises(Cancelled):
+                    await perform(RecvOp(b.fileno(), bytearray(1)))
+
+    run(main)
