@@ -453,3 +453,276 @@ def test_close_wakes_waiters_with_closed_resource_error(backend: str) -> None:
         assert fd_count() == before
 
     on(backend, main)
+
+
+# -- datagrams, Unix sockets, ancillary data ---------------------------------
+
+
+@pytest.mark.parametrize("family", ["ipv4", pytest.param("ipv6", marks=needs_ipv6)])
+def test_udp_sendto_recvfrom(backend: str, family: str) -> None:
+    fam = stdlib_socket.AF_INET if family == "ipv4" else stdlib_socket.AF_INET6
+    host = "127.0.0.1" if family == "ipv4" else "::1"
+
+    async def main() -> None:
+        with (
+            csocket.socket(fam, stdlib_socket.SOCK_DGRAM) as server,
+            csocket.socket(fam, stdlib_socket.SOCK_DGRAM) as client,
+        ):
+            await server.bind((host, 0))
+            await client.bind((host, 0))
+            assert await client.sendto(b"datagram one", server.getsockname()) == 12
+            data, address = await server.recvfrom(100)
+            assert data == b"datagram one"
+            assert address == client.getsockname()
+            # A datagram longer than the request is truncated, not stashed.
+            await client.sendto(b"0123456789", 0, server.getsockname())
+            assert await server.recv(4) == b"0123"
+            await client.sendto(b"abc", server.getsockname())
+            buf = bytearray(10)
+            n, address = await server.recvfrom_into(buf)
+            assert (bytes(buf[:n]), address) == (b"abc", client.getsockname())
+            await client.sendmsg([b"sc", b"at", b"ter"], [], 0, server.getsockname())
+            data, ancdata, flags, address = await server.recvmsg(100)
+            assert (data, ancdata, flags, address) == (b"scatter", [], 0, client.getsockname())
+            await client.sendto(b"truncated", server.getsockname())
+            data, _, flags, _ = await server.recvmsg(3)
+            assert data == b"tru"
+            assert flags & stdlib_socket.MSG_TRUNC
+            # A connected datagram socket: send/recv without addresses.
+            await client.connect(server.getsockname())
+            await client.send(b"connected")
+            assert await server.recv(100) == b"connected"
+
+    on(backend, main)
+
+
+def test_unix_path_and_abstract_sockets(backend: str, tmp_path: Any) -> None:
+    async def main() -> None:
+        path = str(tmp_path / "sock")
+        for address in (path, b"\0corral-test-" + os.urandom(4).hex().encode()):
+            with csocket.socket(stdlib_socket.AF_UNIX) as listener:
+                await listener.bind(address)
+                listener.listen(1)
+                assert listener.getsockname() == address
+                client = csocket.socket(stdlib_socket.AF_UNIX)
+                async with corral.open_nursery() as nursery:
+                    nursery.start_soon(client.connect, address)
+                    server, peer = await listener.accept()
+                assert peer == ""  # an unbound client has no name
+                with client, server:
+                    await client.send(b"over unix")
+                    assert await server.recv(100) == b"over unix"
+        # Datagrams between named Unix sockets report the sender's path.
+        with (
+            csocket.socket(stdlib_socket.AF_UNIX, stdlib_socket.SOCK_DGRAM) as a,
+            csocket.socket(stdlib_socket.AF_UNIX, stdlib_socket.SOCK_DGRAM) as b,
+        ):
+            await a.bind(str(tmp_path / "a"))
+            await b.bind(tmp_path / "b")  # path-like
+            await a.sendto(b"hi", str(tmp_path / "b"))
+            assert await b.recvfrom(10) == (b"hi", str(tmp_path / "a"))
+
+    on(backend, main)
+
+
+def test_scm_rights(backend: str, tmp_path: Any) -> None:
+    async def main() -> None:
+        a, b = csocket.socketpair()
+        path = tmp_path / "passed"
+        path.write_bytes(b"contents of the passed file")
+        with a, b, open(path, "rb") as f:
+            fds = [f.fileno()]
+            cmsg = (
+                stdlib_socket.SOL_SOCKET,
+                stdlib_socket.SCM_RIGHTS,
+                bytes(memoryview(__import__("array").array("i", fds))),
+            )
+            assert await a.sendmsg([b"fd"], [cmsg]) == 2
+            data, ancdata, flags, _ = await b.recvmsg(10, stdlib_socket.CMSG_SPACE(4))
+            assert data == b"fd"
+            assert flags == 0
+            ((level, type_, raw),) = ancdata
+            assert (level, type_) == (stdlib_socket.SOL_SOCKET, stdlib_socket.SCM_RIGHTS)
+            received = int.from_bytes(raw[:4], "little")
+            assert received != f.fileno()
+            with os.fdopen(received, "rb") as g:
+                assert g.read() == b"contents of the passed file"
+            # recvmsg_into with several buffers.
+            await a.sendmsg([b"0123456789"])
+            first, second = bytearray(4), bytearray(10)
+            n, ancdata, _, _ = await b.recvmsg_into([first, second])
+            assert (n, ancdata) == (10, [])
+            assert bytes(first) + bytes(second[:6]) == b"0123456789"
+
+    on(backend, main)
+
+
+def test_recv_into_pins_the_buffer_while_waiting(backend: str) -> None:
+    async def main() -> None:
+        a, b = csocket.socketpair()
+        buf = bytearray(16)
+        with a, b:
+            async with corral.open_nursery() as nursery:
+
+                async def receive() -> None:
+                    assert await b.recv_into(buf) == 5
+
+                nursery.start_soon(receive)
+                await testing.wait_all_tasks_blocked()
+                with pytest.raises(BufferError):
+                    buf.extend(b"resize")
+                await a.send(b"hello")
+            assert buf[:5] == b"hello"
+            buf.extend(b"!")  # free again
+            # Cancelled while waiting: unpinned once it raised.
+            with corral.move_on_after(0.01):
+                await b.recv_into(buf)
+            buf.extend(b"!")
+
+    on(backend, main)
+
+
+def test_partial_sends_are_reported(backend: str) -> None:
+    async def main() -> None:
+        a, b = csocket.socketpair()
+        with a, b:
+            a.setsockopt(stdlib_socket.SOL_SOCKET, stdlib_socket.SO_SNDBUF, 4096)
+            big = b"x" * 1_000_000
+            sent = await a.send(big)
+            assert 0 < sent < len(big)
+            got = 0
+            while got < sent:
+                got += len(await b.recv(65536))
+            assert got == sent
+
+    on(backend, main)
+
+
+def test_peek_and_is_readable_see_the_stash(backend: str) -> None:
+    async def main() -> None:
+        a, b = csocket.socketpair()
+        with a, b:
+            await a.send(b"abcdefgh" * 200)  # longer than the stash copy limit
+            assert await b.recv(3) == b"abc"
+            assert b.is_readable()
+            assert await b.recv(3, stdlib_socket.MSG_PEEK) == b"def"
+            assert await b.recvfrom(3) == (b"def", None)
+            buf = bytearray(2)
+            assert await b.recv_into(buf) == 2
+            assert buf == b"gh"
+            rest = await b.recv(10_000)
+            assert len(rest) == 1600 - 8
+            assert not b.is_readable()
+
+    on(backend, main)
+
+
+# -- name resolution -----------------------------------------------------------
+
+
+def test_getaddrinfo_numeric_needs_no_thread(backend: str) -> None:
+    async def main() -> None:
+        with testing.assert_checkpoints():
+            res = await csocket.getaddrinfo("127.0.0.1", 80, type=stdlib_socket.SOCK_STREAM)
+        assert res[0][4] == ("127.0.0.1", 80)
+        assert testing.active_thread_count() == 0
+        with pytest.raises(stdlib_socket.gaierror):
+            await csocket.getaddrinfo(
+                "127.0.0.1", 80, family=stdlib_socket.AF_INET6, flags=stdlib_socket.AI_NUMERICHOST
+            )
+
+    on(backend, main)
+
+
+class RecordingResolver(corral.abc.HostnameResolver):
+    def __init__(self) -> None:
+        self.calls: list[tuple[Any, ...]] = []
+
+    async def getaddrinfo(
+        self,
+        host: Any,
+        port: Any,
+        family: int = 0,
+        type: int = 0,  # noqa: A002
+        proto: int = 0,
+        flags: int = 0,
+    ) -> Any:
+        self.calls.append(("getaddrinfo", host, port, family, type, proto, flags))
+        return [(stdlib_socket.AF_INET, stdlib_socket.SOCK_STREAM, 6, "", ("127.0.0.1", port))]
+
+    async def getnameinfo(self, sockaddr: Any, flags: int) -> tuple[str, str]:
+        self.calls.append(("getnameinfo", sockaddr, flags))
+        return ("resolved.example", "http")
+
+
+def test_custom_hostname_resolver(backend: str) -> None:
+    async def main() -> None:
+        resolver = RecordingResolver()
+        assert csocket.set_custom_hostname_resolver(resolver) is None
+        # Non-ASCII names arrive IDNA-2008 encoded; numeric ones never arrive.
+        res = await csocket.getaddrinfo("Straße.example", 80)
+        assert res[0][4] == ("127.0.0.1", 80)
+        await csocket.getaddrinfo("127.0.0.1", 80)
+        assert await csocket.getnameinfo(("127.0.0.1", 80), 0) == ("resolved.example", "http")
+        assert resolver.calls == [
+            ("getaddrinfo", b"xn--strae-oqa.example", 80, 0, 0, 0, 0),
+            ("getnameinfo", ("127.0.0.1", 80), 0),
+        ]
+        assert corral.lowlevel.encode_hostname("Straße.example") == b"xn--strae-oqa.example"
+        # bind/connect resolve names through the same hook.
+        resolver.calls.clear()
+        with csocket.socket() as sock:
+            await sock.bind(("my-host", 0))
+            assert sock.getsockname()[0] == "127.0.0.1"
+        assert resolver.calls[0][1:3] == (b"my-host", 0)
+        assert resolver.calls[0][6] & stdlib_socket.AI_PASSIVE
+        assert csocket.set_custom_hostname_resolver(None) is resolver
+
+    on(backend, main)
+
+
+def test_system_resolver_runs_in_a_thread(backend: str) -> None:
+    async def main() -> None:
+        res = await csocket.getaddrinfo("localhost", "80", type=stdlib_socket.SOCK_STREAM)
+        assert any(entry[4][1] == 80 for entry in res)
+        host, _ = await csocket.getnameinfo(("127.0.0.1", 80), stdlib_socket.NI_NUMERICHOST)
+        assert host == "127.0.0.1"
+        assert await csocket.getprotobyname("tcp") == 6
+
+    on(backend, main)
+
+
+def test_custom_socket_factory(backend: str) -> None:
+    async def main() -> None:
+        made: list[tuple[int, int, int]] = []
+
+        class Factory(corral.abc.SocketFactory):
+            def socket(self, family: Any = 0, type: Any = 0, proto: int = 0) -> Any:  # noqa: A002
+                made.append((family, type, proto))
+                return "a fake socket"
+
+        assert csocket.set_custom_socket_factory(Factory()) is None
+        assert csocket.socket(stdlib_socket.AF_INET6, stdlib_socket.SOCK_DGRAM) == "a fake socket"
+        assert made == [(stdlib_socket.AF_INET6, stdlib_socket.SOCK_DGRAM, 0)]
+        # An explicit fileno bypasses the factory.
+        raw = stdlib_socket.socket()
+        with csocket.socket(fileno=raw.detach()) as real:
+            assert isinstance(real, csocket.SocketType)
+        csocket.set_custom_socket_factory(None)
+
+    on(backend, main)
+
+
+def test_bind_resolution_special_hosts(backend: str) -> None:
+    async def main() -> None:
+        with csocket.socket(stdlib_socket.AF_INET, stdlib_socket.SOCK_DGRAM) as sock:
+            await sock.bind(("", 0))  # "" means any
+            assert sock.getsockname()[0] == "0.0.0.0"
+        if have_ipv6:
+            with csocket.socket(stdlib_socket.AF_INET6) as sock:
+                sock.setsockopt(stdlib_socket.IPPROTO_IPV6, stdlib_socket.IPV6_V6ONLY, 0)
+                # A v4 name on a dual-stack socket maps to ::ffff:...
+                await sock.bind(("localhost", 0))
+                assert sock.getsockname()[0] in ("::1", "::ffff:127.0.0.1")
+
+    on(backend, main)
