@@ -1,0 +1,129 @@
+"""The per-op fast paths keep the slow paths' behaviour.
+
+The hot op records inline ``Operation.__init__`` and their input checks,
+``perform`` inlines the scheduler's helpers, and backends resume tasks with
+a shared ``RESUMED`` outcome; these tests pin down that nothing observable
+changed.
+"""
+
+from __future__ import annotations
+
+import array
+import socket
+from typing import Any
+
+import pytest
+
+import corral
+from corral._io._backend import RESUMED
+from corral._io.ops import (
+    NEW,
+    Operation,
+    PollOp,
+    ReadOp,
+    RecvOp,
+    RecvPoolOp,
+    SendOp,
+    WriteOp,
+)
+from corral._io.perform import perform
+
+_BASE_FIELDS = [name for name in Operation.__slots__]
+
+
+def _reference_fields() -> dict[str, Any]:
+    ref: Any = object.__new__(NopRecord)
+    Operation.__init__(ref)
+    return {name: getattr(ref, name) for name in _BASE_FIELDS}
+
+
+class NopRecord(Operation):
+    __slots__ = ()
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: SendOp(3, b"x"),
+        lambda: RecvOp(3, bytearray(4)),
+        lambda: RecvPoolOp(3),
+        lambda: ReadOp(3, bytearray(4)),
+        lambda: WriteOp(3, b"x", 5),
+        lambda: PollOp(3, 1),
+    ],
+)
+def test_inlined_constructors_set_every_base_field(make: Any) -> None:
+    op = make()
+    assert {name: getattr(op, name) for name in _BASE_FIELDS} == _reference_fields()
+    assert op._state == NEW
+    assert op.fd == 3
+
+
+class _Fd:
+    def __index__(self) -> int:
+        return 4
+
+
+def test_inlined_constructors_keep_their_checks() -> None:
+    with pytest.raises(ValueError, match=r"^fd must be a non-negative file descriptor, not -1$"):
+        SendOp(-1, b"x")
+    with pytest.raises(TypeError, match=r"^fd must be an int, not str$"):
+        RecvPoolOp("3")  # type: ignore[arg-type]
+    assert RecvOp(_Fd(), bytearray(1)).fd == 4  # type: ignore[arg-type]
+    assert SendOp(True, b"x").fd == 1  # an index, as before
+    with pytest.raises(TypeError, match=r"^a writable bytes-like object is required"):
+        RecvOp(3, b"read-only")
+    with pytest.raises(TypeError, match=r"^a bytes-like object is required, not 'str'$"):
+        SendOp(3, "text")
+    with pytest.raises(ValueError, match=r"^offset must be >= 0, or -1"):
+        ReadOp(3, bytearray(1), -2)
+    with pytest.raises(TypeError, match=r"^'str' object cannot be interpreted as an integer$"):
+        SendOp(3, b"x", "0")  # type: ignore[arg-type]
+
+
+def test_buffers_are_pinned_flat_bytes() -> None:
+    data = bytearray(b"abcd")
+    op = RecvOp(3, data)
+    with pytest.raises(BufferError):
+        data.extend(b"more")  # pinned: cannot be resized while the op lives
+    assert op.buffer.format == "B" and len(op.buffer) == 4
+    words = array.array("I", [1, 2])
+    assert len(SendOp(3, words).buffer) == 8  # cast to bytes, as pin() does
+
+
+def test_resumed_is_a_reusable_value_of_none() -> None:
+    assert RESUMED.unwrap() is None
+    assert RESUMED.unwrap() is None  # unlike outcome.Value, reusable
+
+    def gen() -> Any:
+        got = yield
+        yield got
+
+    g = gen()
+    next(g)
+    assert RESUMED.send(g) is None
+
+
+async def test_perform_returns_after_resumption() -> None:
+    a, b = socket.socketpair()
+    with a, b:
+        a.setblocking(False)
+        b.setblocking(False)
+        assert await perform(SendOp(a.fileno(), b"ping")) == 4
+        buf = bytearray(8)
+        assert await perform(RecvOp(b.fileno(), buf)) == 4
+        assert buf[:4] == b"ping"
+
+
+def test_perform_outside_a_run() -> None:
+    coro = perform(RecvPoolOp(0))
+    with pytest.raises(RuntimeError, match=r"^must be called from async context$"):
+        coro.send(None)
+
+
+def test_perform_in_a_run_without_backend() -> None:
+    async def main() -> None:
+        await perform(RecvPoolOp(0))
+
+    with pytest.raises(RuntimeError, match=r"^this corral run has no completion backend"):
+        corral._core.run(main)
