@@ -643,7 +643,7 @@ class RecordingResolver(corral.abc.HostnameResolver):
         host: Any,
         port: Any,
         family: int = 0,
-        type: int = 0,  # noqa: A002
+        type: int = 0,
         proto: int = 0,
         flags: int = 0,
     ) -> Any:
@@ -697,7 +697,7 @@ def test_custom_socket_factory(backend: str) -> None:
         made: list[tuple[int, int, int]] = []
 
         class Factory(corral.abc.SocketFactory):
-            def socket(self, family: Any = 0, type: Any = 0, proto: int = 0) -> Any:  # noqa: A002
+            def socket(self, family: Any = 0, type: Any = 0, proto: int = 0) -> Any:
                 made.append((family, type, proto))
                 return "a fake socket"
 
