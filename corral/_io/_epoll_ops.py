@@ -128,10 +128,13 @@ MULTISHOT_BUDGET = 8
 #: Connections a multishot accept takes per turn.
 ACCEPT_BUDGET = 64
 
-_DONTWAIT = socket.MSG_DONTWAIT
-_SEND_FLAGS = socket.MSG_DONTWAIT | socket.MSG_NOSIGNAL
-_SOCK_NONBLOCK = socket.SOCK_NONBLOCK
-_SOCK_CLOEXEC = socket.SOCK_CLOEXEC
+# Plain ints: the socket module's constants are enum flags, and an enum's
+# __or__ on the per-op path costs more than the syscall's Python wrapper.
+_DONTWAIT = int(socket.MSG_DONTWAIT)
+_SEND_FLAGS = int(socket.MSG_DONTWAIT | socket.MSG_NOSIGNAL)
+_SOCK_NONBLOCK = int(socket.SOCK_NONBLOCK)
+_SOCK_CLOEXEC = int(socket.SOCK_CLOEXEC)
+_SOCK_STREAM = int(socket.SOCK_STREAM)
 _SPLICE_F_NONBLOCK = getattr(os, "SPLICE_F_NONBLOCK", 2)
 _AT_SYMLINK_NOFOLLOW = 0x100
 _STATX_BASIC_STATS = 0x7FF
@@ -281,7 +284,7 @@ class Attempts:
         if sock is None:
             # family -1: detected with one getsockname(); the type is only
             # used for SOCK_NONBLOCK (timeout 0), never for I/O.
-            sock = _Proxy(-1, socket.SOCK_STREAM | _SOCK_NONBLOCK, 0, fd)
+            sock = _Proxy(-1, _SOCK_STREAM | _SOCK_NONBLOCK, 0, fd)
             self._socks[fd] = sock
         return sock
 

@@ -146,6 +146,14 @@ _QUEUED = 1  # waiting for its first attempt (or its next, after a budget)
 _READY = 2  # its terminal result is in the batch: cancel no longer applies
 _TIMER = 3  # on the timer heap
 
+# Order of an op kind in the flush (see _flush).
+_DEFER = 1
+_BARRIER = 2
+
+#: A kind's entry: (first attempt, attempt at readiness, FIFO line (IN/OUT,
+#: 0 for none), needs O_NONBLOCK, order in the flush).
+_Entry = tuple[Callable[[Any], int], Callable[[Any], int], int, bool, int]
+
 
 @attrs.frozen
 class EpollStatistics:
@@ -219,42 +227,51 @@ class EpollBackend(Attempts, Backend):
         self._ctl_calls = 0
         self._immediate = 0
         self._waits = 0
-        # type -> (first attempt, attempt at readiness, line, needs O_NONBLOCK)
-        self._table: dict[type, tuple[Callable[[Any], int], Callable[[Any], int], int, bool]] = {}
-        for cls, first, again, line, nonblock in (
-            (NopOp, self._try_nop, self._try_nop, 0, False),
-            (TimeoutOp, self._try_timeout, self._try_timeout, 0, False),
-            (PollOp, self._try_poll, self._try_poll, 0, False),
-            (RecvOp, self._try_recv, self._try_recv, IN, False),
-            (SendOp, self._try_send, self._try_send, OUT, False),
-            (RecvmsgOp, self._try_recvmsg, self._try_recvmsg, IN, False),
-            (SendmsgOp, self._try_sendmsg, self._try_sendmsg, OUT, False),
-            (RecvPoolOp, self._try_pool, self._try_pool_ready, IN, False),
-            (ReadPoolOp, self._try_pool, self._try_pool_ready, IN, True),
+        # type -> (first attempt, attempt at readiness, line, needs
+        # O_NONBLOCK, order in the flush)
+        self._table: dict[type, _Entry] = {}
+        for cls, first, again, line, nonblock, order in (
+            (NopOp, self._try_nop, self._try_nop, 0, False, 0),
+            (TimeoutOp, self._try_timeout, self._try_timeout, 0, False, 0),
+            (PollOp, self._try_poll, self._try_poll, 0, False, 0),
+            (RecvOp, self._try_recv, self._try_recv, IN, False, _DEFER),
+            (SendOp, self._try_send, self._try_send, OUT, False, 0),
+            (RecvmsgOp, self._try_recvmsg, self._try_recvmsg, IN, False, _DEFER),
+            (SendmsgOp, self._try_sendmsg, self._try_sendmsg, OUT, False, 0),
+            (RecvPoolOp, self._try_pool, self._try_pool_ready, IN, False, _DEFER),
+            (ReadPoolOp, self._try_pool, self._try_pool_ready, IN, True, 0),
             (
                 RecvMultishotOp,
                 self._try_recv_multishot,
                 self._try_recv_multishot_ready,
                 IN,
                 False,
+                _DEFER,
             ),
-            (AcceptOp, self._try_accept, self._try_accept, IN, True),
-            (AcceptMultishotOp, self._try_accept_multishot, self._try_accept_multishot, IN, True),
-            (ConnectOp, self._try_connect, self._try_connect, OUT, True),
-            (ShutdownOp, self._try_shutdown, self._try_shutdown, 0, False),
-            (CloseOp, self._try_close, self._try_close, 0, False),
-            (ReadOp, self._try_read, self._try_read, IN, True),
-            (WriteOp, self._try_write, self._try_write, OUT, True),
-            (ReadvOp, self._try_readv, self._try_readv, IN, True),
-            (WritevOp, self._try_writev, self._try_writev, OUT, True),
-            (OpenatOp, self._try_openat, self._try_openat, 0, False),
-            (StatxOp, self._try_statx, self._try_statx, 0, False),
-            (FsyncOp, self._try_fsync, self._try_fsync, 0, False),
-            (SpliceOp, self._try_splice, self._try_splice, 0, False),
-            (CancelFdOp, self._try_cancel_fd, self._try_cancel_fd, 0, False),
-            (RawOp, self._try_raw, self._try_raw, 0, False),
+            (AcceptOp, self._try_accept, self._try_accept, IN, True, _DEFER),
+            (
+                AcceptMultishotOp,
+                self._try_accept_multishot,
+                self._try_accept_multishot,
+                IN,
+                True,
+                _DEFER,
+            ),
+            (ConnectOp, self._try_connect, self._try_connect, OUT, True, 0),
+            (ShutdownOp, self._try_shutdown, self._try_shutdown, 0, False, _BARRIER),
+            (CloseOp, self._try_close, self._try_close, 0, False, _BARRIER),
+            (ReadOp, self._try_read, self._try_read, IN, True, 0),
+            (WriteOp, self._try_write, self._try_write, OUT, True, 0),
+            (ReadvOp, self._try_readv, self._try_readv, IN, True, 0),
+            (WritevOp, self._try_writev, self._try_writev, OUT, True, 0),
+            (OpenatOp, self._try_openat, self._try_openat, 0, False, 0),
+            (StatxOp, self._try_statx, self._try_statx, 0, False, 0),
+            (FsyncOp, self._try_fsync, self._try_fsync, 0, False, 0),
+            (SpliceOp, self._try_splice, self._try_splice, 0, False, 0),
+            (CancelFdOp, self._try_cancel_fd, self._try_cancel_fd, 0, False, _BARRIER),
+            (RawOp, self._try_raw, self._try_raw, 0, False, 0),
         ):
-            self._table[cls] = (first, again, line, nonblock)
+            self._table[cls] = (first, again, line, nonblock, order)
         self._old_wakeup_fd: int | None = None
         if not guest and threading.current_thread() is threading.main_thread():
             self._old_wakeup_fd = signal.set_wakeup_fd(
@@ -450,34 +467,61 @@ class EpollBackend(Attempts, Backend):
         queue = self._queue
         self._queue = []
         table = self._table
-        fds = self._fds
         inflight = self._inflight
         before = len(self._ready)
+        # Socket receives and accepts go after the other ops of the batch:
+        # on io_uring, a receive whose data comes from a send later in the
+        # same submission completes in the same turn (the send wakes its
+        # armed poll). Trying it first here would cost an EAGAIN, an
+        # epoll_ctl and a wakeup. Ops whose order matters to them (close,
+        # shutdown, cancel_fd) are barriers: deferred receives before them
+        # are tried first.
+        deferred: list[Operation] | None = None
+        attempt = self._attempt_first
         for op in queue:
             if inflight.get(op) != _QUEUED:
                 continue  # pragma: no cover - defensive: completed meanwhile
-            first, _, line, nonblock = table[type(op)]
-            if line:
-                fd = op.fd  # type: ignore[attr-defined]  # every op with a line has an fd
-                st = fds.get(fd)
-                if st is not None and (st.readers if line == IN else st.writers):
-                    # Keep the line's order: wait behind the ops already there.
-                    if op._cancel_requested:
-                        self._done(op, -_ECANCELED)
+            entry = table[type(op)]
+            order = entry[4]
+            if order:
+                if order == _DEFER:
+                    if deferred is None:
+                        deferred = [op]
                     else:
-                        self._park(fd, op, line)
+                        deferred.append(op)
                     continue
-                if nonblock and op._kmem is None:
-                    ensure_nonblocking(fd)
-            r = first(op)
-            if op._cancel_requested:
-                self._cancelled_at_flush(op)
-            elif r > 0:
-                self._park(op.fd, op, r)  # type: ignore[attr-defined]
-            elif r == AGAIN_LATER:
-                inflight[op] = _QUEUED
-                self._queue.append(op)
+                if deferred:
+                    for d in deferred:
+                        attempt(d, table[type(d)])
+                    deferred = None
+            attempt(op, entry)
+        if deferred:
+            for d in deferred:
+                attempt(d, table[type(d)])
         self._immediate += len(self._ready) - before
+
+    def _attempt_first(self, op: Operation, entry: _Entry) -> None:
+        first, _, line, nonblock, _ = entry
+        if line:
+            fd = op.fd  # type: ignore[attr-defined]  # every op with a line has an fd
+            st = self._fds.get(fd)
+            if st is not None and (st.readers if line == IN else st.writers):
+                # Keep the line's order: wait behind the ops already there.
+                if op._cancel_requested:
+                    self._done(op, -_ECANCELED)
+                else:
+                    self._park(fd, op, line)
+                return
+            if nonblock and op._kmem is None:
+                ensure_nonblocking(fd)
+        r = first(op)
+        if op._cancel_requested:
+            self._cancelled_at_flush(op)
+        elif r > 0:
+            self._park(op.fd, op, r)  # type: ignore[attr-defined]
+        elif r == AGAIN_LATER:
+            self._inflight[op] = _QUEUED
+            self._queue.append(op)
 
     def _cancelled_at_flush(self, op: Operation) -> None:
         """``op`` was cancelled while queued and has had its attempt: if that
