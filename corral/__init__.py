@@ -78,6 +78,10 @@ from ._ssl import (
 # --- sockets (corral/_socket.py, corral/socket.py) ----------------------
 from . import socket as socket
 
+# --- files (corral/_file_io.py, _file_binary.py, _file_text.py, _path.py) ---
+from ._file_io import open_file as open_file, wrap_file as wrap_file
+from ._path import Path as Path, PosixPath as PosixPath, WindowsPath as WindowsPath
+
 # --- end of sections -----------------------------------------------------
 from . import abc as abc
 from ._util import fixup_module_metadata as _fixup_module_metadata

@@ -45,7 +45,6 @@ PENDING = {
         "open_tcp_listeners", "open_tcp_stream", "open_unix_socket",
         "serve_ssl_over_tcp", "serve_tcp", "FdStream",
         "open_stream_to_socket_listener"},
-    5: {"Path", "PosixPath", "WindowsPath", "open_file", "wrap_file"},
     # processes and signals have no issue yet
     0: {"Process", "run_process", "open_process", "open_signal_receiver"},
 }
