@@ -20,6 +20,7 @@ import corral
 import corral.socket as csocket
 from corral import testing
 from corral._io import _ring
+from corral._io.perform import current_backend
 
 BACKENDS = []
 if _ring.unavailable_reason(check_kernel=True) is None:
@@ -724,5 +725,80 @@ def test_bind_resolution_special_hosts(backend: str) -> None:
                 # A v4 name on a dual-stack socket maps to ::ffff:...
                 await sock.bind(("localhost", 0))
                 assert sock.getsockname()[0] in ("::1", "::ffff:127.0.0.1")
+
+    on(backend, main)
+
+
+# -- the pool: idle receives pin nothing ------------------------------------
+
+
+def test_idle_receives_pin_no_buffer_and_share_a_small_pool(backend: str) -> None:
+    count = 100
+
+    async def main() -> None:
+        pool = current_backend().pool
+        pairs = [csocket.socketpair() for _ in range(count)]
+        got: dict[int, bytes] = {}
+        try:
+            async with corral.open_nursery() as nursery:
+                for i, (_, b) in enumerate(pairs):
+
+                    async def receive(i: int = i, b: Any = b) -> None:
+                        got[i] = await b.recv(100)
+
+                    nursery.start_soon(receive)
+                await testing.wait_all_tasks_blocked()
+                # 100 receives in flight, not one pool buffer taken.
+                assert pool.statistics().in_use == 0
+                # Data for all of them at once: 8 buffers go round.
+                for i, (a, _) in enumerate(pairs):
+                    await a.send(b"message %d" % i)
+            assert got == {i: b"message %d" % i for i in range(count)}
+            assert pool.statistics().in_use == 0
+        finally:
+            for a, b in pairs:
+                a.close()
+                b.close()
+
+    on(backend, main, pool_buffers=8)
+
+
+def test_wrong_family_addresses(backend: str) -> None:
+    async def main() -> None:
+        with csocket.socket() as sock:
+            with pytest.raises(stdlib_socket.gaierror):
+                await sock.connect(("::1", 80))
+            assert sock.fileno() != -1  # only cancellation closes it
+        with csocket.socket(stdlib_socket.AF_INET, stdlib_socket.SOCK_DGRAM) as sock:
+            with pytest.raises(ValueError, match=r"^address should be a \(host, port\) tuple$"):
+                await sock.sendto(b"x", "/a/path")
+
+    on(backend, main)
+
+
+def test_send_to_a_closed_peer(backend: str) -> None:
+    async def main() -> None:
+        client, server = await tcp_pair()
+        with client:
+            server.close()
+            with pytest.raises((BrokenPipeError, ConnectionResetError)):
+                for _ in range(100):
+                    await client.send(b"x" * 10000)
+                    await corral.sleep(0.001)
+
+    on(backend, main)
+
+
+def test_cancelled_resolution_in_connect_closes_the_socket(backend: str) -> None:
+    async def main() -> None:
+        class Slow(RecordingResolver):
+            async def getaddrinfo(self, *args: Any, **kwargs: Any) -> Any:
+                await corral.sleep_forever()
+
+        csocket.set_custom_hostname_resolver(Slow())
+        with corral.move_on_after(0.01):
+            with csocket.socket() as sock:
+                await sock.connect(("unresolvable.example", 80))
+        assert sock.fileno() == -1
 
     on(backend, main)
