@@ -429,10 +429,14 @@ class EpollBackend(Attempts, Backend):
         happened, ``False`` on a plain timeout."""
         if self._queue:
             self._flush()
-        if self._dirty:
+        for _ in range(4):
+            # Re-arming can attempt ops (an fd epoll refuses is always
+            # ready), which can park others: arm those too before sleeping.
+            if not self._dirty:
+                break
             self._rearm()
         ready = self._ready
-        if ready or self._local or self._queue:
+        if ready or self._local or self._queue or self._dirty:
             timeout = 0
         timers = self._timers
         if timers:
@@ -461,7 +465,7 @@ class EpollBackend(Attempts, Backend):
             self._ready = []
             self._unprocessed = ready
             return ready
-        return bool(events) or bool(self._local) or bool(self._queue)
+        return bool(events or self._local or self._queue or self._dirty)
 
     def _flush(self) -> None:
         queue = self._queue

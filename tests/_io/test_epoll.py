@@ -1006,3 +1006,126 @@ def test_cancelled_exception_when_cancel_wins() -> None:
                     await perform(RecvOp(b.fileno(), bytearray(1)))
 
     run(main)
+
+
+# -- flush order, fd reuse, unpollable fds -------------------------------------------
+
+
+def test_receive_before_its_send_in_one_batch_needs_no_wait() -> None:
+    # Receives are tried after the rest of the flush, so a receive whose data
+    # comes from a send submitted after it in the same turn completes at once
+    # (as on io_uring), without epoll_ctl or a readiness wait.
+    async def main() -> None:
+        a, b = socketpair()
+        with a, b:
+            backend = epoll()
+            recv = RecvOp(b.fileno(), bytearray(8))
+            send = SendOp(a.fileno(), b"batched")
+            seen: list[Operation] = []
+            recv._callback = send._callback = seen.append
+            before = backend.epoll_statistics()
+            backend.submit(recv)
+            backend.submit(send)
+            await turns_until(lambda: len(seen) == 2)
+            after = backend.epoll_statistics()
+            assert recv.res == 7
+            assert after.ctl_calls == before.ctl_calls
+            assert after.readiness_waits == before.readiness_waits
+
+    run(main)
+
+
+def test_close_is_a_barrier_for_deferred_receives() -> None:
+    # A receive submitted before a close of its fd is tried before the close
+    # (it gets the data), one submitted after it fails with EBADF.
+    async def main() -> None:
+        a, b = socketpair()
+        fd = b.detach()
+        with a:
+            a.send(b"x")
+            backend = epoll()
+            before = RecvOp(fd, bytearray(1))
+            close = CloseOp(fd)
+            after = RecvOp(fd, bytearray(1))
+            seen: list[Operation] = []
+            for op in (before, close, after):
+                op._callback = seen.append
+                backend.submit(op)
+            await turns_until(lambda: len(seen) == 3)
+            assert (before.res, close.res, after.res) == (1, 0, -errno.EBADF)
+
+    run(main)
+
+
+def test_fd_number_reused_by_another_family() -> None:
+    # The adapter caches a socket object per fd number; a number reused by a
+    # socket of another family must not be parsed with the old family.
+    async def main() -> None:
+        a, b = socketpair()
+        with a:
+            number = b.fileno()
+            assert await perform(SendOp(number, b"x")) == 1  # caches a proxy
+            b.close()
+            u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            if u.fileno() != number:
+                os.dup2(u.fileno(), number)
+                u.close()
+                u = socket.socket(fileno=number)
+            with u, socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as peer:
+                assert u.fileno() == number
+                peer.bind(("127.0.0.1", 0))
+                sent = await perform(
+                    SendmsgOp(number, [b"v4"], (), 0, socket.AF_INET, peer.getsockname())
+                )
+                assert sent == 2
+                assert peer.recv(4) == b"v4"
+
+    run(main)
+
+
+def test_pool_read_of_a_regular_file_with_the_pool_empty(tmp_file: Path) -> None:
+    # epoll refuses regular files (EPERM): they count as always ready, so a
+    # pool read with no free buffer goes straight to backpressure.
+    async def main() -> None:
+        pool = epoll().pool
+        held = await pool.lease()
+        with open(tmp_file, "rb") as f:
+            got: list[bytes] = []
+            async with open_nursery() as nursery:
+
+                async def read() -> None:
+                    lease = await perform(ReadPoolOp(f.fileno(), 0))
+                    assert lease is not None
+                    with lease:
+                        got.append(bytes(lease.data))
+
+                nursery.start_soon(read)
+                await wait_all_tasks_blocked()
+                assert pool.statistics().waiting == 1
+                held.release()
+            assert got == [b"0123456789"]
+
+    run(main, buffers=1)
+
+
+def test_ops_on_a_closed_fd_fail_with_ebadf() -> None:
+    async def main() -> None:
+        r, w = os.pipe()
+        os.close(r)
+        os.close(w)
+        for op in (RecvOp(r, bytearray(1)), PollOp(r, select.POLLIN), ReadOp(r, bytearray(1))):
+            with pytest.raises(OSError) as info:
+                await perform(op)
+            assert info.value.errno == errno.EBADF
+
+    run(main)
+
+
+def test_recv_on_a_non_socket_fails_with_enotsock(tmp_file: Path) -> None:
+    async def main() -> None:
+        with open(tmp_file, "rb") as f:
+            with pytest.raises(OSError) as info:
+                await perform(RecvOp(f.fileno(), bytearray(1)))
+            assert info.value.errno == errno.ENOTSOCK
+
+    run(main)
