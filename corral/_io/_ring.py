@@ -23,6 +23,9 @@ backend needs per operation and per loop turn, each a single Python->C call:
   CQ overflow, and reaps up to ``batch`` CQEs into
   ``ring.cqe_user_data[:n]`` (``array('Q')``), ``ring.cqe_res[:n]``
   (``array('i')``) and ``ring.cqe_flags[:n]`` (``array('I')``).
+- ``ring.turn(wait_nr, timeout_ns) -> n or -errno``: ``submit_and_wait``
+  as one bare C call (timeout in ns, -1 for none; errors returned), for
+  the backend's loop turn.
 - ``ring.reap() -> n`` does the same without a syscall.
 - ``ring.wakeup()`` makes a blocked ``submit_and_wait`` return; safe from any
   thread.
@@ -470,6 +473,11 @@ class Ring:
         self.prep_buf: Callable[..., int] = functools.partial(_lib.corral_ring_prep_buf, r)
         self.prep_select: Callable[..., int] = functools.partial(_lib.corral_ring_prep_select, r)
         self._submit_and_wait = functools.partial(_lib.corral_ring_submit_and_wait, r)
+        _lib.corral_ring_set_results(r, self._p_ud, self._p_res, self._p_flags, self.batch)
+        #: ``turn(wait_nr, timeout_ns) -> n or -errno``: ``submit_and_wait``
+        #: for the backend's loop turn, without the wrapper: the timeout in
+        #: nanoseconds (-1 no limit, 0 poll), errors returned, not raised.
+        self.turn: Callable[[int, int], int] = functools.partial(_lib.corral_ring_turn, r)
 
     def _probe_buf_ring(self) -> bool:
         # IORING_REGISTER_PBUF_RING exists since 5.19; older kernels answer

@@ -24,13 +24,18 @@ _GEN_LIMIT = (1 << (63 - SLOT_BITS)) - 1
 class SlotTable:
     """In-flight ops by token. Run-thread only."""
 
-    __slots__ = ("free", "gens", "live", "ops")
+    __slots__ = ("free", "gens", "ops")
 
     def __init__(self) -> None:
         self.ops: list[Any] = []
         self.gens: list[int] = []
         self.free: list[int] = []
-        self.live = 0
+
+    @property
+    def live(self) -> int:
+        """How many ops are in the table. Derived, not counted, so a
+        backend's inlined add/remove need not keep a counter in step."""
+        return len(self.ops) - len(self.free)
 
     def add(self, op: Any) -> int:
         """Store ``op`` and return its fresh token."""
@@ -48,7 +53,6 @@ class SlotTable:
             gen = 1
         self.gens[slot] = gen
         self.ops[slot] = op
-        self.live += 1
         return (gen << SLOT_BITS) | slot
 
     def get(self, token: int) -> Any:
@@ -67,7 +71,6 @@ class SlotTable:
             slot = token & SLOT_MASK
             self.ops[slot] = None
             self.free.append(slot)
-            self.live -= 1
         return op
 
     def values(self) -> list[Any]:

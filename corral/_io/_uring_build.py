@@ -88,6 +88,12 @@ int corral_ring_submit(corral_ring *r);
 int corral_ring_submit_and_wait(corral_ring *r, unsigned wait_nr,
                                 int64_t timeout_ns, uint64_t *user_data,
                                 int32_t *res, uint32_t *flags, unsigned max);
+/* Bind the result arrays once; corral_ring_turn(r, wait_nr, timeout_ns) is
+   then corral_ring_submit_and_wait into them (-EINVAL if none are bound).
+   The arrays must stay alive (and unresized) while the ring is used. */
+int corral_ring_set_results(corral_ring *r, uint64_t *user_data, int32_t *res,
+                            uint32_t *flags, unsigned max);
+int corral_ring_turn(corral_ring *r, unsigned wait_nr, int64_t timeout_ns);
 int corral_ring_reap(corral_ring *r, uint64_t *user_data, int32_t *res,
                      uint32_t *flags, unsigned max);
 int corral_ring_wakeup(corral_ring *r);

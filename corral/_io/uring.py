@@ -100,6 +100,9 @@ _BUFFER_SELECT = int(_ring.SqeFlag.BUFFER_SELECT)
 _U64_MINUS_1 = (1 << 64) - 1
 _ENOBUFS = errno.ENOBUFS
 _ECANCELED = errno.ECANCELED
+#: Waits at least this long are unbounded (the runner caps its timeout at a
+#: day; nanoseconds of a longer one could overflow int64 in C).
+_MAX_WAIT = 1e9
 # The pointer ring.prep_buf takes (the extension is absent off Linux).
 _from_buffer: Any = _ffi.from_buffer if _ffi is not None else None
 # Opcodes as plain ints for the hot preppers (an IntEnum member costs an
@@ -246,10 +249,15 @@ class UringBackend(Backend):
             raise
         self._ring = ring
         self._prep = ring.prep
+        self._turn = ring.turn
         self._prep_simple = ring.prep_simple
         self._prep_buf = ring.prep_buf
         self._prep_select = ring.prep_select
         self._table = SlotTable()
+        # The table's lists, for the per-op paths (they are never replaced).
+        self._ops = self._table.ops
+        self._gens = self._table.gens
+        self._free = self._table.free
         self._backlog: deque[Operation] = deque()
         #: Cancel requests that found the SQ full and the kernel pushing back.
         self._cancel_backlog: list[int] = []
@@ -320,18 +328,17 @@ class UringBackend(Backend):
             prepper = self._prepper_for(op)
         op._state = IN_FLIGHT
         op._cancel_requested = False
-        table = self._table
-        free = table.free
+        free = self._free
         if not free or self._backlog:
             self._enter(op, prepper)
             return
         # SlotTable.add, inlined: this is the per-op hot path. (A slot's
         # generation would need 2**43 reuses to wrap into the internal range.)
         slot = free.pop()
-        gen = table.gens[slot] + 1
-        table.gens[slot] = gen
-        table.ops[slot] = op
-        table.live += 1
+        gens = self._gens
+        gen = gens[slot] + 1
+        gens[slot] = gen
+        self._ops[slot] = op
         token = (gen << SLOT_BITS) | slot
         op._token = token
         self._submitted += 1
@@ -459,14 +466,21 @@ class UringBackend(Backend):
                 self._request_cancel(token)
         if self._local:
             timeout = 0
-        ring = self._ring
-        n = ring.submit_and_wait(1, timeout)
-        self._kernel_waits += 1
-        if n:
+        # Ring.submit_and_wait, minus its wrapper (once per loop turn).
+        if timeout <= 0:
+            ns = 0
+        elif timeout < _MAX_WAIT:
+            ns = int(timeout * 1e9) or 1
+        else:
+            ns = -1
+        n = self._turn(1, ns)
+        if n > 0:
             return n
+        if n < 0:
+            raise _ring._oserror(n, "io_uring_enter failed")
         # Wakeup CQEs are consumed in C; its counter tells us one happened
         # (the scheduler needs a truthy batch for a wakeup).
-        wakeups = ring._r.wakeups
+        wakeups = self._ring._r.wakeups
         if wakeups != self._wakeups_seen:
             self._wakeups_seen = wakeups
             return -1
@@ -482,10 +496,9 @@ class UringBackend(Backend):
         uds = ring.cqe_user_data
         ress = ring.cqe_res
         flgs = ring.cqe_flags
-        table = self._table
-        ops = table.ops
-        gens = table.gens
-        free = table.free
+        ops = self._ops
+        gens = self._gens
+        free = self._free
         pool = self.pool
         reschedule = self._fast_reschedule
         if reschedule is None:
@@ -507,14 +520,16 @@ class UringBackend(Backend):
                 if fl & _F_BUFFER:
                     pool.recycle(fl >> 16)
                 continue
-            lease = pool.adopt(fl >> 16, res, op) if fl & _F_BUFFER else None
-            if fl & _F_MORE:
-                self._complete_more(op, res, lease)
-                continue
+            if fl:
+                lease = pool.adopt(fl >> 16, res, op) if fl & _F_BUFFER else None
+                if fl & _F_MORE:
+                    self._complete_more(op, res, lease)
+                    continue
+            else:
+                lease = None
             ops[slot] = None
             free.append(slot)
-            table.live -= 1
-            if op.multishot or (res == -_ENOBUFS and op.buffer_select):
+            if res == -_ENOBUFS or op.multishot:
                 self._complete(op, res, fl, lease)
                 continue
             # The single-shot fast path of Backend._complete, inlined.

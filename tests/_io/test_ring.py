@@ -121,6 +121,16 @@ def test_short_prep_forms(ring: Ring, sockpair: tuple[socket.socket, socket.sock
     assert ring.prep_simple(Op.NOP, -1, 0, 0, 0, 0, RESERVED_USER_DATA) == -errno.EINVAL
 
 
+def test_turn_is_submit_and_wait_into_the_bound_arrays() -> None:
+    ring = Ring(entries=8)
+    assert ring.prep_simple(Op.NOP, -1, 0, 0, 0, 0, 5) == 0
+    assert ring.turn(1, 1_000_000_000) == 1
+    assert ring.completions(1) == [(5, 0, 0)]
+    assert ring.turn(0, 0) == 0
+    ring.close()
+    assert ring.turn(1, -1) == -errno.EBADF  # errors are returned, not raised
+
+
 def test_timeout_op_expires_with_etime(ring: Ring) -> None:
     ts = bytearray(16)  # struct __kernel_timespec {s64 sec; s64 nsec}
     ts[8:16] = (1_000_000).to_bytes(8, "little")  # 1 ms
