@@ -693,6 +693,10 @@ class EpollBackend(Attempts, Backend):
                 op.lease = None
                 lease.release()
         self._completed += done
+        # The scheduler keeps its reference to the batch until the next turn;
+        # the ops in it pin their callers' buffers (a bytearray could not be
+        # resized right after its recv_into returned).
+        events.clear()
 
     def force_wakeup(self) -> None:
         try:

@@ -165,6 +165,8 @@ def test_recv_waits_for_readiness() -> None:
                 a.send(b"late")
             assert got == [4]
             assert buf[:4] == b"late"
+            # Nothing in the backend still pins the caller's buffer.
+            del buf[4:]
 
     run(main)
 
@@ -986,12 +988,12 @@ def test_close_drains_everything_in_flight() -> None:
         backend.submit(pool_recv)
         backend.submit(idle)
         events = backend.get_events(0)  # pool_recv's result is in the batch
+        assert events
         backend.close()  # ... and delivered to nobody: its lease comes back
     assert pool_recv.done and pool_recv.res == 1
     assert idle.done and idle.res == -errno.ECANCELED
     assert timer.done and timer.res == -errno.ECANCELED
     assert pool.statistics().in_use == 0
-    assert events
     with pytest.raises(RuntimeError, match=r"^the I/O backend is closed \(the run has ended\)$"):
         backend.submit(NopOp())
 
@@ -1129,3 +1131,42 @@ def test_recv_on_a_non_socket_fails_with_enotsock(tmp_file: Path) -> None:
             assert info.value.errno == errno.ENOTSOCK
 
     run(main)
+
+
+def test_guest_mode_waits_in_a_worker_thread() -> None:
+    # In guest mode get_events (flush, epoll_wait, readiness attempts) runs in
+    # a worker thread; results are still delivered in the host's thread.
+    import queue
+
+    from corral._core import start_guest_run
+    from corral._io._select import make_io_manager_factory
+
+    todo: queue.Queue[Any] = queue.Queue()
+    outcomes: list[Any] = []
+
+    async def main() -> bytes:
+        a, b = socketpair()
+        with a, b:
+            buf = bytearray(8)
+            async with open_nursery() as nursery:
+
+                async def reader() -> None:
+                    n = await perform(RecvOp(b.fileno(), buf))
+                    assert threading.current_thread() is threading.main_thread()
+                    del buf[n:]
+
+                nursery.start_soon(reader)
+                await wait_all_tasks_blocked()
+                threading.Timer(0.01, a.send, (b"guest",)).start()
+            await perform(TimeoutOp(0.001))
+            return bytes(buf)
+
+    start_guest_run(
+        main,
+        run_sync_soon_threadsafe=todo.put,
+        done_callback=outcomes.append,
+        io_manager_factory=make_io_manager_factory("epoll", debug=True),
+    )
+    while not outcomes:
+        todo.get(timeout=30)()
+    assert outcomes[0].unwrap() == b"guest"
