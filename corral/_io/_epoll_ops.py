@@ -34,8 +34,8 @@ recv_pool / read_pool     attempted into the first *free* pool buffer without
                           empty: wait for readiness, then ``-ENOBUFS`` (the
                           backend parks the op until a buffer is released).
 recv_multishot            emulated: at each readiness, receive into pool
-                          buffers (non-terminal results) until EAGAIN, a
-                          short read, or a budget of buffers per turn; EOF,
+                          buffers (non-terminal results) until EAGAIN or a
+                          budget of buffers per turn; EOF,
                           errors and cancellation are terminal.
 accept                    ``accept4`` (CLOEXEC; SOCK_NONBLOCK and inheritable
                           applied as ``op.flags`` asks).
@@ -429,7 +429,6 @@ class Attempts:
         return self._try_pool(op, True)
 
     def _try_recv_multishot(self, op: RecvMultishotOp, ready: bool = False) -> int:
-        size = self.pool.buffer_size
         for _ in range(MULTISHOT_BUDGET):
             index = self._free_buffer()
             if index < 0:
@@ -448,12 +447,10 @@ class Attempts:
             if res == 0:
                 self._done(op, 0)  # EOF ends the stream
                 return DONE
+            # Go on until EAGAIN even after a short read: on a datagram
+            # socket each receive is one datagram, and stopping early would
+            # cost a re-arm and a loop turn per datagram.
             self._more(op, res, self._take(op, index, res))
-            if res < size:
-                # A short read: the socket is most likely drained. Waiting is
-                # cheaper than an attempt that fails with EAGAIN; if data is
-                # left, the (level) readiness is reported at once.
-                return IN
             ready = True
         return AGAIN_LATER
 

@@ -1170,3 +1170,26 @@ def test_guest_mode_waits_in_a_worker_thread() -> None:
     while not outcomes:
         todo.get(timeout=30)()
     assert outcomes[0].unwrap() == b"guest"
+
+
+def test_multishot_recv_keeps_datagram_boundaries() -> None:
+    async def main() -> None:
+        with (
+            socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as rx,
+            socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as tx,
+        ):
+            rx.bind(("127.0.0.1", 0))
+            for i in range(12):  # more than one turn's budget
+                tx.sendto(b"d%d" % i, rx.getsockname())
+            op = RecvMultishotOp(rx.fileno())
+            got = []
+            for _ in range(12):
+                lease = await perform(op)
+                with lease:
+                    got.append(bytes(lease.data))
+            assert got == [b"d%d" % i for i in range(12)]
+            cancel_operation(op)
+            with pytest.raises(EndOfChannel):
+                await perform(op)
+
+    run(main)
