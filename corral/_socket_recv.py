@@ -167,7 +167,11 @@ class _Receiving(_SocketCore):
             if nbytes > len(view):
                 raise ValueError("buffer too small for requested bytes")
             target = view[:nbytes] if nbytes else view
-            return await self._recv_into_view(target, _index(flags))
+            try:
+                return await self._recv_into_view(target, _index(flags))
+            finally:
+                # Unpin now, not when a traceback holding this frame dies.
+                target.release()
         finally:
             view.release()
 
@@ -216,7 +220,10 @@ class _Receiving(_SocketCore):
             if nbytes > len(view):
                 raise ValueError("nbytes is greater than the length of the buffer")
             target = view[:nbytes] if nbytes else view
-            n, _, _, address = await self._recvmsg_into([target], 0, _index(flags))
+            try:
+                n, _, _, address = await self._recvmsg_into([target], 0, _index(flags))
+            finally:
+                target.release()
             return n, address
         finally:
             view.release()

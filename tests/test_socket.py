@@ -802,3 +802,19 @@ def test_cancelled_resolution_in_connect_closes_the_socket(backend: str) -> None
         assert sock.fileno() == -1
 
     on(backend, main)
+
+
+def test_recv_into_unpins_even_while_its_exception_lives(backend: str) -> None:
+    async def main() -> None:
+        a, b = csocket.socketpair()
+        buf = bytearray(8)
+        b.close()
+        try:
+            await b.recv_into(buf, 4)
+        except OSError as exc:
+            kept = exc  # the traceback keeps recv_into's frames alive
+        buf.extend(b"resizable")
+        assert kept.errno == errno.EBADF
+        a.close()
+
+    on(backend, main)
