@@ -818,3 +818,34 @@ def test_recv_into_unpins_even_while_its_exception_lives(backend: str) -> None:
         a.close()
 
     on(backend, main)
+
+
+def test_io_methods_are_checkpoints(backend: str) -> None:
+    async def main() -> None:
+        a, b = csocket.socketpair()
+        with a, b:
+            with testing.assert_checkpoints():
+                await a.send(b"0123456789" * 200)
+            with testing.assert_checkpoints():
+                assert await b.recv(5) == b"01234"  # a kernel op
+            with testing.assert_checkpoints():
+                assert await b.recv(5) == b"56789"  # from the stash
+            with testing.assert_checkpoints():
+                assert await b.recv(0) == b""
+            with testing.assert_checkpoints():
+                await a.sendmsg([b"x"])
+            with testing.assert_checkpoints():
+                await a.wait_writable()
+            with testing.assert_checkpoints():
+                await csocket.getaddrinfo("127.0.0.1", 1)
+            # Cancelled before the call: nothing happens, nothing is consumed.
+            with corral.CancelScope() as scope:
+                scope.cancel()
+                await b.recv(10)
+            assert scope.cancelled_caught
+            rest = b""
+            while len(rest) < 1991:
+                rest += await b.recv(4096)
+            assert rest == (b"0123456789" * 200)[10:] + b"x"
+
+    on(backend, main)
