@@ -40,7 +40,6 @@ from ._io.ops import (
     FsyncOp,
     OpenatOp,
     ReadOp,
-    StatxOp,
     WriteOp,
 )
 from ._io.perform import perform
@@ -160,7 +159,7 @@ def close_fd_now(fd: int) -> None:
 async def fstat(fd: int) -> os.stat_result:
     """fstat(2) through statx(2) with AT_EMPTY_PATH."""
     if native_backend() is not None:
-        result: os.stat_result = await perform(StatxOp("", dir_fd=fd))
+        result: os.stat_result = await perform(file_ops.StatOp("", dir_fd=fd))
         return result
     return await to_thread_run_sync(os.fstat, fd)
 
@@ -171,7 +170,7 @@ async def stat(path: Any, *, follow_symlinks: bool = True) -> os.stat_result:
     if native_backend() is not None:
         flags = 0 if follow_symlinks else AT_SYMLINK_NOFOLLOW
         try:
-            result: os.stat_result = await perform(StatxOp(filename, AT_FDCWD, flags))
+            result: os.stat_result = await perform(file_ops.StatOp(filename, AT_FDCWD, flags))
         except OSError as exc:
             raise _with_filename(exc, filename) from None
         return result

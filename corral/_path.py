@@ -62,6 +62,10 @@ def _in_thread(name: str, *, returns: str = "value") -> Any:
     method = getattr(pathlib.Path, name)
 
     async def wrapper(self: Path, *args: Any, **kwargs: Any) -> Any:
+        # pathlib calls methods of path arguments (``other.stat()``): give it
+        # pathlib paths, whose methods are synchronous.
+        args = tuple(a._wrapped_cls(a) if isinstance(a, Path) else a for a in args)
+
         def call() -> Any:
             result = method(self._wrapped_cls(self), *args, **kwargs)
             if returns == "paths":
@@ -107,6 +111,11 @@ class Path(pathlib.PurePath):
     async def stat(self, *, follow_symlinks: bool = True) -> os.stat_result:
         """Like :meth:`pathlib.Path.stat`, but async (statx on io_uring)."""
         return await engine.stat(self, follow_symlinks=follow_symlinks)
+
+    async def samefile(self, other_path: str | os.PathLike[str]) -> bool:
+        """Like :meth:`pathlib.Path.samefile`, but async (two statx)."""
+        st = await engine.stat(self)
+        return os.path.samestat(st, await engine.stat(other_path))
 
     async def lstat(self) -> os.stat_result:
         """Like :meth:`pathlib.Path.lstat`, but async."""
@@ -287,7 +296,6 @@ class Path(pathlib.PurePath):
         async def expanduser(self) -> Self: ...
         async def resolve(self, strict: bool = False) -> Self: ...
         async def readlink(self) -> Self: ...
-        async def samefile(self, other_path: str | os.PathLike[str]) -> bool: ...
         async def chmod(self, mode: int, *, follow_symlinks: bool = True) -> None: ...
         async def lchmod(self, mode: int) -> None: ...
         async def owner(self) -> str: ...
@@ -306,7 +314,6 @@ class Path(pathlib.PurePath):
         expanduser = _in_thread("expanduser", returns="path")
         resolve = _in_thread("resolve", returns="path")
         readlink = _in_thread("readlink", returns="path")
-        samefile = _in_thread("samefile")
         chmod = _in_thread("chmod")
         lchmod = _in_thread("lchmod")
         owner = _in_thread("owner")
