@@ -47,6 +47,25 @@ from ._memory_streams import (
     memory_stream_pump as memory_stream_pump,
 )
 
+# --- cancel lab (corral/testing/_cancel_lab) ------------------------------
+from ._cancel_lab import (
+    BackendTotals as BackendTotals,
+    ByteStreamChecker as ByteStreamChecker,
+    CancelLab as CancelLab,
+    CancelLabFailure as CancelLabFailure,
+    CancelLabReport as CancelLabReport,
+    CancelSite as CancelSite,
+    LoopbackKernel as LoopbackKernel,
+    RunRecord as RunRecord,
+    StreamStatistics as StreamStatistics,
+    available_backends as cancel_lab_backends,
+    cancel_at_every_checkpoint as cancel_at_every_checkpoint,
+    cancel_lab as cancel_lab,
+    cancel_randomly as cancel_randomly,
+    fd_census as fd_census,
+    replay_cancellation as replay_cancellation,
+)
+
 # --- end of sections -----------------------------------------------------
 
 _fixup_module_metadata(__name__, globals())
