@@ -723,3 +723,20 @@ def test_io_methods_are_checkpoints(backend: str) -> None:
             assert rest == (b"0123456789" * 200)[10:] + b"x"
 
     on(backend, main)
+
+
+@pytest.mark.parametrize("kind", ["SOCK_DGRAM", "SOCK_SEQPACKET"])
+def test_message_sockets_keep_message_boundaries(backend: str, kind: str) -> None:
+    async def main() -> None:
+        a, b = csocket.socketpair(type=getattr(stdlib_socket, kind))
+        with a, b:
+            await a.send(b"first message")
+            await a.send(b"second")
+            # A short read truncates the message; the rest is not stashed.
+            assert await b.recv(5) == b"first"
+            assert await b.recv(100) == b"second"
+            big = os.urandom(20000)  # larger than a pool buffer
+            await a.send(big)
+            assert await b.recv(30000) == big
+
+    on(backend, main)

@@ -36,6 +36,7 @@ def test_getaddrinfo_numeric_needs_no_thread(backend: str) -> None:
 class RecordingResolver(corral.abc.HostnameResolver):
     def __init__(self) -> None:
         self.calls: list[tuple[Any, ...]] = []
+        self.results: list[Any] | None = None
 
     async def getaddrinfo(
         self,
@@ -47,6 +48,8 @@ class RecordingResolver(corral.abc.HostnameResolver):
         flags: int = 0,
     ) -> Any:
         self.calls.append(("getaddrinfo", host, port, family, type, proto, flags))
+        if self.results is not None:
+            return self.results
         return [(stdlib_socket.AF_INET, stdlib_socket.SOCK_STREAM, 6, "", ("127.0.0.1", port))]
 
     async def getnameinfo(self, sockaddr: Any, flags: int) -> tuple[str, str]:
@@ -138,5 +141,67 @@ def test_cancelled_resolution_in_connect_closes_the_socket(backend: str) -> None
             with csocket.socket() as sock:
                 await sock.connect(("unresolvable.example", 80))
         assert sock.fileno() == -1
+
+    on(backend, main)
+
+
+def test_resolve_address_rules(backend: str) -> None:
+    from corral._socket_resolve import resolve_address
+
+    inet, inet6 = stdlib_socket.AF_INET, stdlib_socket.AF_INET6
+    stream = stdlib_socket.SOCK_STREAM
+
+    async def main() -> None:
+        resolver = RecordingResolver()
+        csocket.set_custom_hostname_resolver(resolver)
+        # Numeric addresses pass through untouched, without a checkpoint.
+        with testing.assert_no_checkpoints():
+            assert await resolve_address(stream, inet, 0, ("1.2.3.4", 80), local=False) == (
+                "1.2.3.4",
+                80,
+            )
+            assert await resolve_address(stream, inet6, 0, ("::1", 80, 7, 3), local=False) == (
+                "::1",
+                80,
+                7,
+                3,
+            )
+        # "" is "any", "<broadcast>" the broadcast address: numeric, no resolver.
+        assert (await resolve_address(stream, inet, 0, ("", 80), local=True))[0] == "0.0.0.0"
+        assert (await resolve_address(stream, inet, 0, ("<broadcast>", 80), local=False))[
+            0
+        ] == "255.255.255.255"
+        # An IPv4 literal on a dual-stack IPv6 socket becomes v4-mapped.
+        assert (await resolve_address(stream, inet6, 0, ("127.0.0.1", 80), local=False, v6only=0))[
+            0
+        ] == "::ffff:127.0.0.1"
+        assert resolver.calls == []
+        # Names go to the resolver; AI_V4MAPPED unless the socket is v6-only,
+        # and the caller's flowinfo and scope id are kept.
+        resolver.results = [
+            (inet6, stream, 6, "", ("::1", 80, 0, 0)),
+        ]
+        assert await resolve_address(
+            stream, inet6, 0, ("name", 80, 5, 6), local=False, v6only=lambda: 0
+        ) == ("::1", 80, 5, 6)
+        assert resolver.calls[-1][6] == stdlib_socket.AI_V4MAPPED
+        await resolve_address(stream, inet6, 0, ("name", 80), local=True, v6only=1)
+        assert resolver.calls[-1][6] == stdlib_socket.AI_PASSIVE
+        # Unix paths: path-likes become str; other types are refused.
+        import pathlib
+
+        assert (
+            await resolve_address(
+                stream, stdlib_socket.AF_UNIX, 0, pathlib.Path("/x/y"), local=False
+            )
+            == "/x/y"
+        )
+        with pytest.raises(TypeError, match=r"^AF_UNIX address must be a str, bytes or path"):
+            await resolve_address(stream, stdlib_socket.AF_UNIX, 0, 5, local=False)
+        # Other families: unchanged.
+        assert await resolve_address(stream, stdlib_socket.AF_PACKET, 0, ("lo", 0), local=True) == (
+            "lo",
+            0,
+        )
 
     on(backend, main)
