@@ -288,8 +288,8 @@ def test_connect_errors(backend: str) -> None:
 def test_cancelled_connect_closes_the_socket(backend: str) -> None:
     async def main() -> None:
         sock = csocket.socket()
-        # 192.0.2.0/24 is TEST-NET-1: nothing answers; but to keep all traffic
-        # on this machine, connect to a listener whose backlog is full instead.
+        # A connect that hangs, with all traffic on this machine: the
+        # listener's backlog is full.
         with csocket.socket() as listener:
             await listener.bind(("127.0.0.1", 0))
             listener.listen(0)
@@ -303,9 +303,23 @@ def test_cancelled_connect_closes_the_socket(backend: str) -> None:
                     except BlockingIOError:
                         pass
                     fillers.append(filler)
+                # Cancelled before it starts, and cancelled in flight (the
+                # listener's queue is full: the handshake does not finish).
                 with corral.CancelScope() as scope:
                     scope.cancel()
                     await sock.connect(listener.getsockname())
+                assert scope.cancelled_caught
+                assert sock.fileno() == -1
+                sock = csocket.socket()
+                async with corral.open_nursery() as nursery:
+                    with corral.CancelScope() as scope:
+
+                        async def cancel_when_blocked() -> None:
+                            await testing.wait_all_tasks_blocked()
+                            scope.cancel()
+
+                        nursery.start_soon(cancel_when_blocked)
+                        await sock.connect(listener.getsockname())
                 assert scope.cancelled_caught
                 assert sock.fileno() == -1
             finally:
