@@ -471,15 +471,9 @@ def run(
     )
     prev_library, sniffio.thread_local.name = sniffio.thread_local.name, "corral"
     try:
-        gen = unrolled_run(runner, async_fn, args)
-        get_events = runner.io_manager.get_events
-        next_send: Any = None
-        while True:
-            try:
-                timeout = gen.send(next_send)
-            except StopIteration:
-                break
-            next_send = get_events(timeout)
+        gen = unrolled_run(runner, async_fn, args, inline_io=True)
+        for _ in gen:  # pragma: no cover - inline_io never yields
+            raise AssertionError("the inline run loop yielded")
     finally:
         sniffio.thread_local.name = prev_library
     outcome = runner.main_task_outcome
@@ -496,9 +490,13 @@ def unrolled_run(
     async_fn: Callable[..., Awaitable[object]],
     args: tuple[Any, ...],
     host_uses_signal_set_wakeup_fd: bool = False,
+    *,
+    inline_io: bool = False,
 ) -> Generator[float, Any, None]:
     """The run loop, as a generator: yields the I/O timeout, receives the
-    I/O manager's event batch."""
+    I/O manager's event batch (guest mode). With ``inline_io`` it calls
+    ``get_events`` itself and never yields, which saves a generator round
+    trip per loop turn in an ordinary run."""
     __tracebackhide__ = True
     try:
         if "before_run" in runner.instruments:
@@ -510,34 +508,38 @@ def unrolled_run(
 
         deadlines = runner.deadlines
         io_manager = runner.io_manager
+        get_events = io_manager.get_events
         entry_queue = runner.entry_queue
         clock = runner.clock
         tasks = runner.tasks
         run_ctx = GLOBAL_RUN_CONTEXT
 
         while tasks:
+            idle_primed = 0
             if runner.runq:
                 timeout: float = 0
             else:
-                deadline = deadlines.next_deadline()
-                timeout = clock.deadline_to_sleep_time(deadline)
-            timeout = min(max(0, timeout), _MAX_TIMEOUT)
-
-            idle_primed = 0
-            cushion = 0.0
-            if runner.waiting_for_idle:
-                cushion = min(key[0] for key in runner.waiting_for_idle)
-                if cushion < timeout:
-                    timeout = cushion
-                    idle_primed = _IDLE_WAITING
-            elif runner.clock_autojump_threshold < timeout:
-                timeout = runner.clock_autojump_threshold
-                idle_primed = _IDLE_AUTOJUMP
+                timeout = clock.deadline_to_sleep_time(deadlines.next_deadline())
+                if timeout > _MAX_TIMEOUT:
+                    timeout = _MAX_TIMEOUT
+                elif timeout < 0:
+                    timeout = 0
+                if runner.waiting_for_idle:
+                    cushion = min(key[0] for key in runner.waiting_for_idle)
+                    if cushion < timeout:
+                        timeout = cushion
+                        idle_primed = _IDLE_WAITING
+                elif runner.clock_autojump_threshold < timeout:
+                    timeout = runner.clock_autojump_threshold
+                    idle_primed = _IDLE_AUTOJUMP
 
             if runner.instruments and "before_io_wait" in runner.instruments:
                 runner.instruments.call("before_io_wait", timeout)
 
-            events = yield timeout
+            if inline_io:
+                events = get_events(timeout)
+            else:
+                events = yield timeout
             io_manager.process_events(events)
             if entry_queue.parked_task is not None and (
                 entry_queue.queue or entry_queue.idempotent_queue
@@ -549,8 +551,11 @@ def unrolled_run(
             if runner.instruments and "after_io_wait" in runner.instruments:
                 runner.instruments.call("after_io_wait", timeout)
 
-            if deadlines.expire(clock.current_time(), runner):
-                idle_primed = 0
+            # Read the clock only when something could be due.
+            heap = deadlines._heap
+            if heap and heap[0][0] <= clock.current_time():
+                if deadlines.expire(clock.current_time(), runner):
+                    idle_primed = 0
 
             # Idle means: nothing runnable, and the I/O wait ran its whole
             # timeout. In guest mode the two can disagree (the host moved a
