@@ -756,6 +756,10 @@ class BufRing:
         #: True when built with IORING_OP_PROVIDE_BUFFERS (no PBUF_RING).
         self.legacy: bool = bool(b.legacy)
         self._closer = weakref.finalize(self, _lib.corral_bufring_unregister, ring._r, b)
+        #: ``raw_add(bid) -> 0 or -errno``: :meth:`add` as one bare C call,
+        #: errors returned instead of raised (for a caller that only ever
+        #: adds ids it knows are in range and not in the ring).
+        self.raw_add: Callable[[int], int] = functools.partial(_lib.corral_bufring_add, b)
 
     def add(self, bid: int) -> None:
         """Give buffer ``bid`` (back) to the kernel, publishing the ring tail

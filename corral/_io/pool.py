@@ -275,9 +275,19 @@ class BufferPool:
         In debug mode the part the kernel did not write (``nbytes`` onward)
         must still hold the canary.
         """
-        if self.debug:
-            self._verify(index, max(nbytes, 0))
-        return self._adopt_checked(index, max(nbytes, 0), holder)
+        if nbytes < 0:
+            nbytes = 0
+        leases = self._leases
+        if self.debug or index in leases:
+            if self.debug:
+                self._verify(index, nbytes)
+            return self._adopt_checked(index, nbytes, holder)
+        # _adopt_checked, inlined: once per received buffer.
+        lease = Lease(self, index, nbytes, holder)
+        leases[index] = lease
+        if len(leases) > self._high_water:
+            self._high_water = len(leases)
+        return lease
 
     def _adopt_checked(self, index: int, nbytes: int, holder: object) -> Lease:
         if index in self._leases:
@@ -302,7 +312,13 @@ class BufferPool:
         if self.debug:
             self._last_holder[index] = repr(lease.holder)
             self._poison(index)
-        self.recycle(index)
+        # recycle(), inlined: once per received buffer.
+        if self._waiters:
+            self._waiters.popleft()(index)
+        elif self.sink is not None:
+            self.sink(index)
+        else:
+            self._free.append(index)
 
     def recycle(self, index: int) -> None:
         """A free buffer: hand it to the first waiter, else to the sink (the

@@ -243,7 +243,11 @@ class UringBackend(Backend):
                         for index in free:
                             add(index)
                     free.clear()
-                pool.sink = add
+                # raw_add skips BufRing.add's Python frame on every released
+                # lease. Its errors cannot happen here: the pool hands each
+                # buffer id (always < count) back once per lease, and after
+                # the ring is gone (-EBADF) the buffer has nowhere to go.
+                pool.sink = self._bufring.raw_add
         except BaseException:
             ring.close()
             raise
