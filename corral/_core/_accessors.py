@@ -24,9 +24,6 @@ if TYPE_CHECKING:
     from ._run import Runner, RunStatistics
     from ._task import Task
 
-_NO_SEND: Any = None
-
-
 def _runner() -> Runner:
     try:
         return GLOBAL_RUN_CONTEXT.runner
@@ -92,7 +89,7 @@ def current_corral_token() -> CorralToken:
 
 
 @enable_ki_protection
-def reschedule(task: Task, next_send: Outcome[Any] = _NO_SEND) -> None:
+def reschedule(task: Task, next_send: Outcome[Any] | None = None) -> None:
     """Wake ``task``, which must be blocked in
     :func:`~corral.lowlevel.wait_task_rescheduled`, making that call return
     or raise what ``next_send`` holds (default ``outcome.Value(None)``).
@@ -100,11 +97,7 @@ def reschedule(task: Task, next_send: Outcome[Any] = _NO_SEND) -> None:
     Exactly one call per ``wait_task_rescheduled`` (an abort callback
     returning ``Abort.SUCCEEDED`` counts as that call).
     """
-    runner = _runner()
-    if next_send is None:
-        runner.reschedule(task)
-    else:
-        runner.reschedule(task, next_send)
+    _runner().reschedule(task, next_send)
 
 
 @enable_ki_protection

@@ -57,8 +57,6 @@ _MAX_TIMEOUT: Final = 24 * 60 * 60
 _IDLE_WAITING = 1
 _IDLE_AUTOJUMP = 2
 
-_NO_SEND: Any = object()
-
 
 @attrs.frozen
 class RunStatistics:
@@ -170,9 +168,9 @@ class Runner:
     # ------------------------------------------------------------------
     # Scheduling
 
-    def reschedule(self, task: Task, next_send: Outcome[Any] = _NO_SEND) -> None:
-        if next_send is _NO_SEND:
-            next_send = Value(None)
+    def reschedule(self, task: Task, next_send: Outcome[Any] | None = None) -> None:
+        # ``None`` (the default) means "return None from the trap": every
+        # trap accepts it, so the common wake-up allocates no Value(None).
         assert task._runner is self
         assert task._next_send_fn is None
         abort_func = task._abort_func

@@ -2,8 +2,8 @@
 
 Every blocking path in corral ends in one of the traps below. A trap yields a
 small message object to the runner; the runner resumes the task later by
-sending either ``None`` (plain success, the fast path used by checkpoints and
-sleeps) or an :class:`outcome.Outcome` (what :func:`reschedule` was given, or
+sending either ``None`` (plain success: checkpoints, sleeps, and
+:func:`reschedule` without an outcome) or an :class:`outcome.Outcome` (what :func:`reschedule` was given, or
 the ``Cancelled``/``KeyboardInterrupt`` being delivered), which the trap
 unwraps in the task's own frame so tracebacks point at the blocking call.
 
@@ -140,7 +140,11 @@ async def checkpoint() -> None:
     """
     result = await _yield(CHECKPOINT)
     if result is not None:
-        result.unwrap()
+        # No local may keep the outcome: see wait_task_rescheduled.
+        try:
+            result.unwrap()
+        finally:
+            del result
 
 
 async def cancel_shielded_checkpoint() -> None:
@@ -155,7 +159,11 @@ async def cancel_shielded_checkpoint() -> None:
     """
     result = await _yield(CANCEL_SHIELDED_CHECKPOINT)
     if result is not None:
-        result.unwrap()
+        # No local may keep the outcome: see wait_task_rescheduled.
+        try:
+            result.unwrap()
+        finally:
+            del result
 
 
 async def checkpoint_if_cancelled() -> None:
@@ -179,7 +187,11 @@ async def sleep_until_trap(deadline: float) -> None:
     schedule point). Used by :func:`corral.sleep_until`; validates nothing."""
     result = await _yield(SleepUntil(deadline))
     if result is not None:
-        result.unwrap()
+        # No local may keep the outcome: see wait_task_rescheduled.
+        try:
+            result.unwrap()
+        finally:
+            del result
 
 
 async def wait_task_rescheduled(abort_func: Callable[[RaiseCancelT], Abort]) -> Any:
@@ -218,7 +230,17 @@ async def wait_task_rescheduled(abort_func: Callable[[RaiseCancelT], Abort]) -> 
       member, the run crashes with :exc:`corral.CorralInternalError`. Missing
       or duplicate :func:`reschedule` calls deadlock or corrupt the run.
     """
-    return (await _yield(WaitTaskRescheduled(abort_func))).unwrap()
+    result = await _yield(WaitTaskRescheduled(abort_func))
+    # reschedule(task) without an outcome sends None: return None.
+    if result is None:
+        return None
+    try:
+        return result.unwrap()
+    finally:
+        # A raised error's traceback references this frame: a local still
+        # holding the outcome (which holds the error) would be a reference
+        # cycle keeping the failed task's locals alive until the GC runs.
+        del result
 
 
 async def permanently_detach_coroutine_object(
