@@ -45,7 +45,9 @@ from ._core import (
     BusyResourceError,
     Cancelled,
     ClosedResourceError,
+    cancel_shielded_checkpoint,
     checkpoint,
+    checkpoint_if_cancelled,
     in_corral_run,
 )
 from ._io.ops import (
@@ -538,14 +540,20 @@ class _SocketType(_Receiving, SocketType):
             raise
 
     async def _connect_readiness(self, address: Any) -> None:
+        # Trio's way, for families the completion core cannot encode: start
+        # the connect, then wait for writability and read SO_ERROR (calling
+        # connect again would report EALREADY, not the outcome).
+        await checkpoint_if_cancelled()
         try:
-            await self._nonblocking(False, self._sock.connect, address)
-            return
-        except BlockingIOError:  # pragma: no cover - _nonblocking retries
+            self._sock.connect(address)
+        except BlockingIOError:
+            pass
+        except BaseException:
+            await cancel_shielded_checkpoint()
             raise
-        except OSError as exc:
-            if exc.errno != errno.EINPROGRESS:
-                raise
+        else:
+            await cancel_shielded_checkpoint()
+            return
         await self.wait_writable()
         code = self._sock.getsockopt(_stdlib_socket.SOL_SOCKET, _stdlib_socket.SO_ERROR)
         if code:

@@ -754,3 +754,25 @@ def test_message_sockets_keep_message_boundaries(backend: str, kind: str) -> Non
             assert await b.recv(30000) == big
 
     on(backend, main)
+
+
+def test_families_the_core_cannot_encode_use_readiness(backend: str) -> None:
+    # AF_NETLINK addresses have no sockaddr encoder in the completion core:
+    # connect/sendto fall back to Trio's readiness path.
+    async def main() -> None:
+        netlink = getattr(stdlib_socket, "AF_NETLINK", None)
+        if netlink is None:  # pragma: no cover
+            pytest.skip("no AF_NETLINK")
+        with csocket.socket(netlink, stdlib_socket.SOCK_RAW, 0) as sock:
+            await sock.bind((0, 0))
+            await sock.connect((0, 0))
+            # RTM_GETLINK dump request: nlmsghdr(len, type=18, flags=REQUEST|DUMP,
+            # seq, pid) + ifinfomsg (16 bytes).
+            import struct
+
+            msg = struct.pack("=IHHII", 32, 18, 0x301, 1, 0) + bytes(16)
+            assert await sock.sendto(msg, (0, 0)) == 32
+            reply = await sock.recv(65536)
+            assert len(reply) >= 16
+
+    on(backend, main)
