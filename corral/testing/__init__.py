@@ -62,7 +62,9 @@ from ._cancel_lab import (
     cancel_at_every_checkpoint as cancel_at_every_checkpoint,
     cancel_lab as cancel_lab,
     cancel_randomly as cancel_randomly,
+    explore_races as explore_races,
     fd_census as fd_census,
+    race_schedules as race_schedules,
     replay_cancellation as replay_cancellation,
 )
 

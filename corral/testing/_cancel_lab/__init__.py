@@ -27,6 +27,8 @@ from ._invariants import (
 )
 from ._loopback import LoopbackKernel as LoopbackKernel
 from ._pytest import cancel_lab as cancel_lab
+from ._races import explore_races as explore_races
+from ._races import race_schedules as race_schedules
 from ._random import cancel_randomly as cancel_randomly
 from ._report import (
     BackendTotals as BackendTotals,

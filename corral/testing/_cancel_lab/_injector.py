@@ -91,6 +91,13 @@ class CancelSite:
 
 
 _CORRAL_DIR = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+# corral's own lab scenarios count as user code in reports.
+_SCENARIOS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_scenarios.py")
+
+
+def _is_user_frame(filename: str) -> bool:
+    path = os.path.abspath(filename)
+    return path == _SCENARIOS or not path.startswith(_CORRAL_DIR + os.sep)
 
 
 def _where(task: Task) -> str:
@@ -100,7 +107,7 @@ def _where(task: Task) -> str:
     chosen: types.FrameType | None = None
     for frame, _ in task.iter_await_frames():
         innermost = frame
-        if not os.path.abspath(frame.f_code.co_filename).startswith(_CORRAL_DIR + os.sep):
+        if _is_user_frame(frame.f_code.co_filename):
             chosen = frame
     found = chosen or innermost
     if found is None:

@@ -108,6 +108,8 @@ class LoopbackKernel(FakeKernel):
         self.delay = delay
         self.short = short
         self.cancel_wins = cancel_wins
+        #: If set, no transfer moves more bytes than this (a short result).
+        self.max_transfer: int | None = None
         self._deadlines: dict[Operation, float] = {}
         self._connecting: set[Operation] = set()
 
@@ -123,8 +125,13 @@ class LoopbackKernel(FakeKernel):
 
     # -- one turn of kernel progress -------------------------------------------
 
+    def _held(self, op: Operation) -> bool:
+        """Ops the automatic progress leaves alone (the race explorer drives
+        them itself)."""
+        return False
+
     def _progress(self) -> None:
-        pending = [op for op in self.pending if op._state == IN_FLIGHT]
+        pending = [op for op in self.pending if op._state == IN_FLIGHT and not self._held(op)]
         self.rng.shuffle(pending)
         skipped: list[Operation] = []
         progressed = False
@@ -152,6 +159,8 @@ class LoopbackKernel(FakeKernel):
         self._cqes.append((op._token, res, _F_BUFFER if lease is not None else 0, lease))
 
     def _limit(self, n: int) -> int:
+        if self.max_transfer is not None:
+            return min(n, self.max_transfer)
         if n > 1 and self.rng.random() < self.short:
             return self.rng.randint(1, n - 1)
         return n
@@ -300,7 +309,7 @@ class LoopbackKernel(FakeKernel):
         self._progress()
         if self._cqes or self._local:
             timeout = 0
-        waits = [op for op in self.pending if op._state == IN_FLIGHT]
+        waits = [op for op in self.pending if op._state == IN_FLIGHT and not self._held(op)]
         if timeout > 0 and waits:
             timeout = self._wait_for_progress(waits, timeout)
             self._progress()

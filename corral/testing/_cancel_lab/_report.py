@@ -129,6 +129,8 @@ class CancelLabReport:
             f"{run.backend!r} (seed {run.seed}, {self.mode} mode)",
             f"  what broke: {run.failure}",
         ]
+        if run.schedule is not None:
+            lines.append(f"  ordering: {run.schedule}")
         if run.injected:
             lines.extend(f"  cancelled at {site.describe()}" for site in run.injected)
         else:

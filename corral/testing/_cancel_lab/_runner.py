@@ -66,13 +66,20 @@ class CancelLab:
         self._streams: list[ByteStreamChecker] = []
         self._checks: list[Callable[[], object]] = []
         self._injector: Injector | None = None
+        #: Cancellations made by something other than the injector (the
+        #: race explorer), for the record.
+        self._extra_injected: list[CancelSite] = []
+        #: Problems found by the lab's own machinery (a race schedule that
+        #: could not run), reported as failures.
+        self._lab_problems: list[str] = []
         #: Random mode: returns a relative deadline for a new region, or inf.
         self._deadline_policy: Callable[[], float] | None = None
 
     @property
     def injected(self) -> list[CancelSite]:
         """Cancellations injected so far in this run."""
-        return [] if self._injector is None else list(self._injector.injected)
+        own = [] if self._injector is None else list(self._injector.injected)
+        return own + self._extra_injected
 
     def cancellable(self) -> CancelScope:
         """A cancel scope the lab may cancel (a *region*).
@@ -119,6 +126,8 @@ class RunRecord:
       leaked_leases / leaked_ops / leaked_fds / leaked_tasks: what the run
         left behind (descriptions; ``leaked_tasks`` is a count).
       sites_seen: sites the run reached (counted, injected or not).
+      recorded_sites: every site reached (counting runs only).
+      schedule: the race explorer's ordering, for its runs.
     """
 
     backend: str
@@ -134,6 +143,7 @@ class RunRecord:
     leaked_tasks: int
     sites_seen: int
     recorded_sites: tuple[CancelSite, ...] = ()
+    schedule: str | None = None
 
     @property
     def lost_bytes(self) -> int:
@@ -159,7 +169,25 @@ class RunRecord:
 # -- backends --------------------------------------------------------------------
 
 
-def _factory(backend: str, *, seed: int, buffer_size: int, buffers: int) -> Any:
+#: ``make_backend(lab, pool, guest)``: builds the fake kernel for a run.
+BackendMaker = Callable[["CancelLab", BufferPool, bool], Backend]
+
+
+def _factory(
+    backend: str,
+    *,
+    lab: CancelLab,
+    buffer_size: int,
+    buffers: int,
+    make_backend: BackendMaker | None = None,
+) -> Any:
+    seed = lab.seed
+    if make_backend is not None:
+
+        def custom_factory(guest: bool = False) -> Backend:
+            return make_backend(lab, BufferPool(buffer_size, buffers, debug=True), guest)
+
+        return custom_factory
     if backend == "fake":
         from ._loopback import LoopbackKernel
 
@@ -219,12 +247,14 @@ def run_once(
     buffer_size: int = 4096,
     buffers: int = 64,
     deadline_policy: Callable[[], float] | None = None,
+    make_backend: BackendMaker | None = None,
 ) -> RunRecord:
     """Run ``scenario`` once on ``backend`` and report what it left behind.
 
     ``decide(index, kind, region)`` picks the sites to cancel at (see
     :class:`~._injector.Injector`); ``record`` keeps every site reached.
     Never raises for a scenario failure: the record says what failed.
+    ``make_backend`` replaces the backend (the race explorer's kernel).
     """
     lab = CancelLab(backend, seed)
     lab._deadline_policy = deadline_policy
@@ -265,7 +295,11 @@ def run_once(
             _core_run(
                 main,
                 io_manager_factory=_factory(
-                    backend, seed=seed, buffer_size=buffer_size, buffers=buffers
+                    backend,
+                    lab=lab,
+                    buffer_size=buffer_size,
+                    buffers=buffers,
+                    make_backend=make_backend,
                 ),
                 instruments=[injector],
                 **extra,
@@ -312,7 +346,7 @@ def _record(
     after: dict[int, str],
     caught: list[warnings.WarningMessage],
 ) -> RunRecord:
-    problems: list[str] = []
+    problems: list[str] = list(lab._lab_problems)
     canaries = 0
     culprit: BaseException | None = None
     if injector.error is not None:
@@ -356,7 +390,7 @@ def _record(
     return RunRecord(
         backend=lab.backend,
         seed=lab.seed,
-        injected=tuple(injector.injected),
+        injected=tuple(lab.injected),
         failure="; ".join(problems) if problems else None,
         error=culprit,
         streams=streams,
