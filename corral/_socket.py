@@ -264,6 +264,7 @@ class _SocketType(_Receiving, SocketType):
         finish on their own; the fd is the caller's now)."""
         self._drop_stash()
         self._fd = -1
+        self._recv_op = None
         for op in (self._reader, self._writer):
             if isinstance(op, Operation) and op._state == IN_FLIGHT:
                 cancel_operation(op)
@@ -359,6 +360,7 @@ class _SocketType(_Receiving, SocketType):
         if fd < 0:
             return
         self._fd = -1
+        self._recv_op = None
         self._drop_stash()
         pending = [
             op

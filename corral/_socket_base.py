@@ -174,7 +174,11 @@ class _SocketCore:
         self._did_shutdown_SHUT_WR = False
         self._reader: object = None
         self._writer: object = None
-        self._recv_op: RecvPoolOp | None = None
+        # The reusable pool receive of stream sockets; None also means "no
+        # fast path" (datagram socket, or closed), so recv checks one slot.
+        self._recv_op: RecvPoolOp | None = (
+            RecvPoolOp(self._fd) if self._pool_recv and self._fd >= 0 else None
+        )
         self._send_op: SendOp | None = None
         self._stash: memoryview | None = None
         self._stash_lease: Lease | None = None

@@ -20,7 +20,6 @@ from ._core import (
 from ._io.ops import (
     RecvmsgOp,
     RecvOp,
-    RecvPoolOp,
     pin,
 )
 from ._io.perform import perform
@@ -74,20 +73,11 @@ class _Receiving(_SocketCore):
           ValueError: negative ``buflen``.
           OSError: ``EBADF`` if closed; ``ECONNRESET``... from the kernel.
         """
-        if (
-            flags
-            or not self._pool_recv
-            or self._stash is not None
-            or type(buflen) is not int
-            or buflen <= 0
-            or self._fd < 0
-        ):
+        op = self._recv_op
+        if flags or op is None or self._stash is not None or type(buflen) is not int or buflen <= 0:
             return await self._recv_slow(buflen, flags)
         if self._reader is not None:
             raise BusyResourceError(_BUSY)
-        op = self._recv_op
-        if op is None:
-            op = self._recv_op = RecvPoolOp(self._fd)
         self._reader = op
         try:
             lease = await perform(op)
