@@ -254,6 +254,32 @@ def test_deferred_close_releases_the_fd_after_the_terminal_completion() -> None:
     fake_run(main)
 
 
+def test_an_accept_nobody_waits_for_closes_its_connection() -> None:
+    # What the run's shutdown does to an accept still in flight: the op
+    # completes with no task waiting, and the accept op's callback closes
+    # the connection instead of leaking it.
+    from corral._io.ops import AcceptOp
+    from corral._socket_base import _close_unclaimed_fd
+
+    async def main() -> None:
+        kernel: Any = current_backend()
+        listener = csocket.socket()
+        peer_a, peer_b = stdlib_socket.socketpair()
+        peer_b.close()
+        fd = peer_a.detach()
+        op = AcceptOp(listener.fileno())
+        op._callback = _close_unclaimed_fd
+        kernel.submit(op)  # no task parks on it
+        kernel.complete(op, fd)
+        await until(lambda: op.done)
+        with pytest.raises(OSError) as info:
+            os.fstat(fd)
+        assert info.value.errno == errno.EBADF
+        listener.close()
+
+    fake_run(main)
+
+
 # -- cancels at many moments on the real backends ----------------------------
 
 
