@@ -332,7 +332,7 @@ def test_cancelled_receives_lose_and_duplicate_nothing(backend: str, method: str
                         cancelled += 1
         assert len(got) == len(payload)
         assert got == payload
-        assert cancelled > 20  # the cancels really happened
+        assert cancelled > 10  # the cancels really happened
 
     on(backend, main)
 
@@ -356,7 +356,9 @@ def test_accept_under_cancels_leaks_no_fd(backend: str) -> None:
                     client = csocket.socket()
                     await client.connect(listener.getsockname())
                     clients.append(client)  # type: ignore[arg-type]
-                    await turns(rng.randrange(3))
+                    # Sometimes the accept waits (the cancel wins), sometimes
+                    # a connection is queued (the accept wins the race).
+                    await turns(rng.choice([0, 1, 20, 40]))
 
             nursery.start_soon(connector)
             while len(accepted) < count:
