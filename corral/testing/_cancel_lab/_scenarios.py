@@ -27,7 +27,7 @@ from typing import Any
 from ... import socket as csocket
 from ..._abc import HalfCloseableStream
 from ..._core import BrokenResourceError, open_nursery
-from ._runner import CancelLab
+from ._runner import CancelLab, Scenario
 
 _ADDRESS = ("127.0.0.1", 0)
 
@@ -311,7 +311,7 @@ async def tls_echo(lab: CancelLab, *, rounds: int = 4, size: int = 900) -> None:
 
 
 #: Every scenario of corral's own lab, by name.
-SCENARIOS = {
+SCENARIOS: dict[str, Scenario] = {
     "echo": echo,
     "accept_flood": accept_flood,
     "file_roundtrip": file_roundtrip,
