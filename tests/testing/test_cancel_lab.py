@@ -410,3 +410,15 @@ def test_decorator_replays_from_the_environment(monkeypatch: pytest.MonkeyPatch)
     assert _parse_replay("io_uring:0:") == ("io_uring", 0, [])
     with pytest.raises(ValueError, match="must look like"):
         _parse_replay("nonsense")
+
+
+def test_the_demo_finds_the_bug_and_passes_the_fix(capsys: pytest.CaptureFixture[str]) -> None:
+    import runpy
+    from pathlib import Path
+
+    demo = Path(__file__).parents[2] / "examples" / "cancel_lab_demo.py"
+    runpy.run_path(str(demo), run_name="__main__")
+    out = capsys.readouterr().out
+    assert "bytes lost before offset" in out
+    assert "replay: corral.testing.replay_cancellation(unsafe" in out
+    assert "no failure in" in out
