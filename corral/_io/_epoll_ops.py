@@ -46,7 +46,9 @@ connect                   ``connect``; EINPROGRESS waits for EPOLLOUT, then
                           detected with ``getpeername`` and waits again).
 shutdown, fsync, openat,  synchronous at the flush (they never wait for
 statx, close              readiness). ``statx`` is ``os.stat`` re-encoded as a
-                          ``struct statx`` (no ``btime``). ``close`` first
+                          ``struct statx`` (no ``btime``); ``openat`` of a
+                          FIFO without O_NONBLOCK blocks until a peer opens
+                          it, as open(2) does. ``close`` first
                           fails the ops still waiting on the fd with
                           ``-EBADF`` and drops its epoll registration.
 read / write / readv /    ``read``/``pread``/``readv``/``preadv`` and the
@@ -144,6 +146,13 @@ _EIO = errno.EIO
 
 #: Marks a connect that got EINPROGRESS (kept in ``op._kmem`` while waiting).
 _CONNECTING = "connecting"
+
+
+def _no_buffer(op: Operation) -> int:
+    """The result of a buffer-selecting op that found the pool empty.
+    ``-ENOBUFS`` makes the backend park it and retry, unless a cancel was
+    requested: then there is nothing to retry, and it was cancelled."""
+    return -_ECANCELED if op._cancel_requested else -errno.ENOBUFS
 
 
 class _Proxy(_socket.socket):
@@ -414,7 +423,7 @@ class Attempts:
                 # Maybe no data either: wait for readiness before saying
                 # ENOBUFS, as a provided-buffer receive on io_uring does.
                 return IN
-            self._done(op, -errno.ENOBUFS)
+            self._done(op, _no_buffer(op))
             return DONE
         try:
             res = self._recv_into_pool(op, index)
@@ -436,7 +445,7 @@ class Attempts:
                     return IN
                 # Terminal ENOBUFS: the backend parks the op until a buffer
                 # is released, then re-submits it (the stream goes on).
-                self._done(op, -errno.ENOBUFS)
+                self._done(op, _no_buffer(op))
                 return DONE
             try:
                 res = self._recv_into_pool(op, index)

@@ -78,7 +78,7 @@ from typing import Any
 
 import attrs
 
-from ._backend import Backend, Capabilities
+from ._backend import RESUMED, Backend, Capabilities
 from ._epoll_ops import (
     AGAIN_LATER,
     DONE,
@@ -686,7 +686,7 @@ class EpollBackend(Attempts, Backend):
             task = op._task
             if task is not None:
                 op._task = None
-                reschedule(task)
+                reschedule(task, RESUMED)
             elif op._callback is not None:
                 op._callback(op)
             elif lease is not None:
