@@ -97,7 +97,8 @@ def reschedule(task: Task, next_send: Outcome[Any] | None = None) -> None:
     Exactly one call per ``wait_task_rescheduled`` (an abort callback
     returning ``Abort.SUCCEEDED`` counts as that call).
     """
-    _runner().reschedule(task, next_send)
+    # The task knows its run: no thread-local lookup on this hot path.
+    task._runner.reschedule(task, next_send)
 
 
 @enable_ki_protection

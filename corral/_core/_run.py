@@ -511,7 +511,14 @@ def unrolled_run(
         clock = runner.clock
         tasks = runner.tasks
         run_ctx = GLOBAL_RUN_CONTEXT
+        # Locals: the dispatch below runs once per task step.
+        checkpoint_msg = CHECKPOINT
+        shielded_checkpoint_msg = CANCEL_SHIELDED_CHECKPOINT
+        wait_msg_type = WaitTaskRescheduled
+        sleep_msg_type = SleepUntil
 
+        instruments = runner.instruments  # mutated in place, never replaced
+        waiting_for_idle = runner.waiting_for_idle  # likewise
         while tasks:
             idle_primed = 0
             if runner.runq:
@@ -522,8 +529,8 @@ def unrolled_run(
                     timeout = _MAX_TIMEOUT
                 elif timeout < 0:
                     timeout = 0
-                if runner.waiting_for_idle:
-                    cushion = min(key[0] for key in runner.waiting_for_idle)
+                if waiting_for_idle:
+                    cushion = min(key[0] for key in waiting_for_idle)
                     if cushion < timeout:
                         timeout = cushion
                         idle_primed = _IDLE_WAITING
@@ -531,9 +538,12 @@ def unrolled_run(
                     timeout = runner.clock_autojump_threshold
                     idle_primed = _IDLE_AUTOJUMP
 
-            if runner.instruments and "before_io_wait" in runner.instruments:
-                runner.instruments.call("before_io_wait", timeout)
+            if instruments and "before_io_wait" in instruments:
+                instruments.call("before_io_wait", timeout)
 
+            # Every turn polls for I/O, even with tasks runnable (as Trio
+            # does): one checkpoint is always enough for a completion that
+            # has arrived to be processed.
             if inline_io:
                 events = get_events(timeout)
             else:
@@ -546,8 +556,8 @@ def unrolled_run(
                 entry_queue.parked_task = None
                 runner.reschedule(parked)
 
-            if runner.instruments and "after_io_wait" in runner.instruments:
-                runner.instruments.call("after_io_wait", timeout)
+            if instruments and "after_io_wait" in instruments:
+                instruments.call("after_io_wait", timeout)
 
             # Read the clock only when something could be due.
             heap = deadlines._heap
@@ -560,9 +570,9 @@ def unrolled_run(
             # deadline, or rescheduled a task after the wait), so check both.
             if idle_primed and not runner.runq and not events:
                 if idle_primed == _IDLE_WAITING:
-                    for key in sorted(runner.waiting_for_idle):
+                    for key in sorted(waiting_for_idle):
                         if key[0] == cushion:
-                            runner.reschedule(runner.waiting_for_idle.pop(key))
+                            runner.reschedule(waiting_for_idle.pop(key))
                 else:
                     mock_clock: MockClock = runner.clock  # type: ignore[assignment]
                     mock_clock._autojump()
@@ -573,8 +583,9 @@ def unrolled_run(
             batch = runner.runq
             if not batch:
                 continue
-            runner.runq = []
-            instruments = runner.instruments
+            next_runq: list[Task] = []
+            runner.runq = next_runq
+            requeue = next_runq.append
             for task in batch:
                 run_ctx.task = task
                 if instruments and "before_task_step" in instruments:
@@ -583,7 +594,7 @@ def unrolled_run(
                 send = task._next_send
                 task._next_send_fn = None
                 task._next_send = None
-                if send is CHECKPOINT:
+                if send is checkpoint_msg:
                     # A checkpoint's cancel point comes after its schedule
                     # point, so it sees deadlines processed this turn.
                     send = None
@@ -604,21 +615,31 @@ def unrolled_run(
                         tb = tb.tb_next
                     final_outcome = Error(task_exc.with_traceback(tb))
                     del tb
-                if final_outcome is not None:
-                    # Outside the except blocks, so that the task's error does
-                    # not become the __context__ of anything raised here.
-                    runner.task_exited(task, final_outcome)
-                    final_outcome = None
                 else:
+                    # Dispatch on the trap message, most frequent first.
                     task._schedule_points += 1
-                    if msg is CHECKPOINT:
+                    if msg is checkpoint_msg:
                         task._cancel_points += 1
                         task._next_send_fn = task._coro_send
-                        task._next_send = CHECKPOINT
-                        runner.runq.append(task)
+                        task._next_send = checkpoint_msg
+                        requeue(task)
                         if instruments and "task_scheduled" in instruments:
                             instruments.call("task_scheduled", task)
-                    elif type(msg) is SleepUntil:
+                    elif msg is shielded_checkpoint_msg:
+                        task._next_send_fn = task._coro_send
+                        requeue(task)
+                        if instruments and "task_scheduled" in instruments:
+                            instruments.call("task_scheduled", task)
+                    elif type(msg) is wait_msg_type:
+                        task._cancel_points += 1
+                        task._abort_func = msg.abort_func
+                        # KeyboardInterrupt is "outside" every cancel scope,
+                        # so it goes first.
+                        if runner.ki_pending and task is runner.main_task:
+                            task._attempt_delivery_of_pending_ki()
+                        if task._cancel_status.effectively_cancelled:
+                            task._attempt_delivery_of_any_pending_cancel()
+                    elif type(msg) is sleep_msg_type:
                         task._cancel_points += 1
                         msg.task = task
                         task._abort_func = msg
@@ -627,20 +648,6 @@ def unrolled_run(
                             task._attempt_delivery_of_pending_ki()
                         if task._cancel_status.effectively_cancelled:
                             task._attempt_delivery_of_any_pending_cancel()
-                    elif type(msg) is WaitTaskRescheduled:
-                        task._cancel_points += 1
-                        task._abort_func = msg.abort_func
-                        # KeyboardInterrupt is "outside" every cancel scope,
-                        # so it goes first.
-                        if runner.ki_pending and task is runner.main_task:
-                            task._attempt_delivery_of_pending_ki()
-                        task._attempt_delivery_of_any_pending_cancel()
-                    elif msg is CANCEL_SHIELDED_CHECKPOINT:
-                        task._next_send_fn = task._coro_send
-                        task._next_send = None
-                        runner.runq.append(task)
-                        if instruments and "task_scheduled" in instruments:
-                            instruments.call("task_scheduled", task)
                     elif type(msg) is PermanentlyDetachCoroutineObject:
                         runner.task_exited(task, msg.final_outcome)
                     else:
@@ -656,6 +663,11 @@ def unrolled_run(
                         task._next_send_fn = task.coro.throw
                         del exc
                     del msg
+                if final_outcome is not None:
+                    # Outside the except blocks, so that the task's error does
+                    # not become the __context__ of anything raised here.
+                    runner.task_exited(task, final_outcome)
+                    final_outcome = None
                 if instruments and "after_task_step" in instruments:
                     instruments.call("after_task_step", task)
             del run_ctx.task, task, batch, send, send_fn
