@@ -596,3 +596,110 @@ def test_locals_released_promptly_after_cancel() -> None:
         corral.run(main)
     finally:
         gc.enable()
+
+
+# --------------------------------------------------------------------------
+# start(): more edge cases
+
+
+async def test_started_moves_inner_cancel_scopes_to_new_nursery() -> None:
+    record = []
+
+    async def child(task_status: corral.TaskStatus[None] = corral.TASK_STATUS_IGNORED) -> None:
+        with corral.CancelScope() as inner:
+            task_status.started()
+            try:
+                await corral.sleep_forever()
+            finally:
+                record.append(inner.cancel_called)
+        record.append("not reached: the outer cancellation passes the inner scope")
+
+    async with corral.open_nursery() as nursery:
+        await nursery.start(child)
+        # The child's scope now hangs off `nursery`: cancelling it reaches it.
+        nursery.cancel_scope.cancel()
+    assert record == [False]
+    assert nursery.cancel_scope.cancelled_caught
+
+
+async def test_start_into_nursery_cancelled_meanwhile() -> None:
+    async def child(task_status: corral.TaskStatus[str] = corral.TASK_STATUS_IGNORED) -> None:
+        task_status.started("hi")
+        await corral.sleep_forever()
+
+    async with corral.open_nursery() as nursery:
+        nursery.cancel_scope.cancel()
+        # start() itself runs in the caller's context (not cancelled here),
+        # and the child lands in the cancelled nursery and gets cancelled.
+        with corral.CancelScope(shield=True):
+            assert await nursery.start(child) == "hi"
+
+
+async def test_start_passes_args_and_name() -> None:
+    async def child(a: int, b: int, task_status: corral.TaskStatus[int]) -> None:
+        assert ll.current_task().name == "my-child"
+        task_status.started(a + b)
+
+    async with corral.open_nursery() as nursery:
+        assert await nursery.start(child, 1, 2, name="my-child") == 3
+
+
+async def test_start_error_after_started_goes_to_nursery() -> None:
+    async def child(task_status: corral.TaskStatus[None] = corral.TASK_STATUS_IGNORED) -> None:
+        task_status.started()
+        await ll.checkpoint()
+        raise ValueError("late")
+
+    with pytest.raises(BaseExceptionGroup) as info:
+        async with corral.open_nursery() as nursery:
+            await nursery.start(child)
+            await corral.sleep_forever()
+    assert [type(e) for e in info.value.exceptions] == [ValueError]
+
+
+async def test_start_child_with_its_own_nursery() -> None:
+    async def grandchild(ev: list[str]) -> None:
+        await ll.checkpoint()
+        ev.append("grandchild")
+
+    async def child(task_status: corral.TaskStatus[None] = corral.TASK_STATUS_IGNORED) -> None:
+        ev: list[str] = []
+        async with corral.open_nursery() as inner:
+            inner.start_soon(grandchild, ev)
+            task_status.started()
+        assert ev == ["grandchild"]
+
+    async with corral.open_nursery() as nursery:
+        await nursery.start(child)
+
+
+def test_strict_exception_groups_false_collapses_single_error() -> None:
+    async def main() -> None:
+        async with corral.open_nursery():
+            raise KeyError("one")
+
+    with pytest.raises(KeyError):
+        corral.run(main, strict_exception_groups=False)
+
+    async def main2() -> None:
+        async with corral.open_nursery(strict_exception_groups=False):
+            raise KeyError("one")
+
+    with pytest.raises(KeyError):
+        corral.run(main2)
+
+
+async def test_iter_await_frames() -> None:
+    async def deep() -> None:
+        await corral.sleep_forever()
+
+    async def child() -> None:
+        await deep()
+
+    async with corral.open_nursery() as nursery:
+        nursery.start_soon(child)
+        await wait_all_tasks_blocked()
+        [task] = nursery.child_tasks
+        names = [frame.f_code.co_name for frame, _ in task.iter_await_frames()]
+        assert names[:3] == ["child", "deep", "sleep_forever"]
+        nursery.cancel_scope.cancel()
