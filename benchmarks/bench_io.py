@@ -17,6 +17,9 @@ Rows:
   picks (``RecvPoolOp``, what corral's sockets use); Trio as above.
 * ``ping-pong x128 pairs``: 128 socketpairs bouncing at once (256 tasks,
   up to 256 ops in flight). Round trips/s summed over all pairs.
+* ``corral.socket ping-pong`` (x1 and x128 pairs): the same through
+  ``corral.socket`` (``await sock.send(...)`` / ``await sock.recv(64)``), the
+  exact code Trio runs with ``trio.socket``: what a user sees.
 
 Each benchmark runs ``--repeat`` times per implementation, interleaved, and
 keeps the best (the machine is shared and noisy). The enter-calls figure
@@ -128,6 +131,39 @@ def corral_pingpong(n: int, pairs: int, pool: bool) -> Callable[[], Any]:
     return main
 
 
+def corral_socket_pingpong(n: int, pairs: int) -> Callable[[], Any]:
+    import corral.socket as csocket
+
+    per = max(1, n // pairs)
+
+    async def main() -> Result:
+        socks = [csocket.socketpair() for _ in range(pairs)]
+
+        async def client(sock: Any) -> None:
+            for _ in range(per):
+                await sock.send(b"x")
+                await sock.recv(64)
+
+        async def echo(sock: Any) -> None:
+            for _ in range(per):
+                await sock.send(await sock.recv(64))
+
+        w0 = _kernel_waits()
+        t0 = time.perf_counter()
+        async with corral.open_nursery() as nursery:
+            for a, b in socks:
+                nursery.start_soon(echo, b)
+                nursery.start_soon(client, a)
+        elapsed = time.perf_counter() - t0
+        waits = _kernel_waits() - w0
+        for a, b in socks:
+            a.close()
+            b.close()
+        return elapsed, per * pairs, waits
+
+    return main
+
+
 def run_corral(backend: str, main: Callable[[], Any]) -> Result:
     return corral.run(main, backend=backend)  # type: ignore[no-any-return]
 
@@ -211,6 +247,10 @@ BENCHMARKS: list[tuple[str, int, int, str, Callable[[int], Any], Callable[[int],
      lambda n: corral_pingpong(n, 1, True), lambda n: trio_pingpong(n, 1)),
     (f"ping-pong x{PAIRS} pairs", 200_000, 20_000, "round trips/s",
      lambda n: corral_pingpong(n, PAIRS, False), lambda n: trio_pingpong(n, PAIRS)),
+    ("corral.socket ping-pong", 100_000, 10_000, "round trips/s",
+     lambda n: corral_socket_pingpong(n, 1), lambda n: trio_pingpong(n, 1)),
+    (f"corral.socket x{PAIRS} pairs", 200_000, 20_000, "round trips/s",
+     lambda n: corral_socket_pingpong(n, PAIRS), lambda n: trio_pingpong(n, PAIRS)),
 ]  # fmt: skip
 
 
@@ -248,15 +288,18 @@ def strace_enters(workload: str, n: int) -> tuple[int, int] | None:
 
 
 def child(workload: str, n: int) -> None:
-    factory = {"nop256": lambda: corral_nop(n, TASKS),
-               "pingpong128": lambda: corral_pingpong(n, PAIRS, False)}[workload]  # fmt: skip
+    makers: dict[str, Callable[[], Callable[[], Any]]] = {
+        "nop256": lambda: corral_nop(n, TASKS),
+        "pingpong128": lambda: corral_pingpong(n, PAIRS, False),
+    }
+    run_workload = makers[workload]()
     # Count every enter of the whole run (setup and shutdown included), as
     # strace does.
     holder: dict[str, Any] = {}
 
     async def main() -> Result:
         holder["backend"] = current_backend()
-        return await factory()()  # type: ignore[no-any-return]
+        return await run_workload()  # type: ignore[no-any-return]
 
     _, ops, _ = corral.run(main, backend="io_uring")
     ring = holder["backend"]._ring
@@ -299,6 +342,7 @@ def main() -> None:
     print("| " + " | ".join(head) + " |")
     print("|" + "---|" * len(head))
     enters: dict[str, tuple[int, int]] = {}
+    units: dict[str, str] = {}
     for name, size, quick, unit, corral_fn, trio_fn in BENCHMARKS:
         if args.only and not any(o in name for o in args.only):
             continue
@@ -312,6 +356,7 @@ def main() -> None:
                     secs, done, waits = run_corral(impl.split()[1], corral_fn(n))
                     if impl == "corral io_uring":
                         enters[name] = (waits, done)
+                        units[name] = unit
                 rate = done / secs
                 best[impl] = max(best.get(impl, 0.0), rate)
         row = [name, unit] + [fmt(best[i]) for i in impls]
@@ -326,7 +371,7 @@ def main() -> None:
         print("| benchmark | ops | io_uring_enter | per op |")
         print("|---|---|---|---|")
         for name, (waits, done) in enters.items():
-            ops = done * (4 if "ping-pong" in name else 1)  # 2 sends + 2 recvs per round trip
+            ops = done * (4 if units[name] == "round trips/s" else 1)  # 2 sends + 2 recvs
             print(f"| {name} | {ops:,} | {waits:,} | {waits / ops:.3f} |")
     if not args.no_strace and "io_uring" in backends:
         n = 20_000 if args.quick else 100_000
