@@ -703,3 +703,84 @@ async def test_iter_await_frames() -> None:
         names = [frame.f_code.co_name for frame, _ in task.iter_await_frames()]
         assert names[:3] == ["child", "deep", "sleep_forever"]
         nursery.cancel_scope.cancel()
+
+
+# --------------------------------------------------------------------------
+# coroutine detach / reattach
+
+
+def test_permanently_detach_coroutine_object() -> None:
+    import types
+
+    import outcome
+
+    task: ll.Task | None = None
+    pdco_outcome: outcome.Outcome[object] | None = None
+
+    async def detachable_coroutine(
+        task_outcome: outcome.Outcome[None], yield_value: object
+    ) -> None:
+        await ll.checkpoint()
+        nonlocal task, pdco_outcome
+        task = ll.current_task()
+        pdco_outcome = await outcome.acapture(
+            ll.permanently_detach_coroutine_object, task_outcome
+        )
+        await async_yield(yield_value)
+
+    @types.coroutine
+    def async_yield(value: object):  # type: ignore[no-untyped-def]
+        yield value
+
+    async def main() -> None:
+        async with corral.open_nursery() as nursery:
+            nursery.start_soon(detachable_coroutine, outcome.Value(None), "I'm free!")
+        # The task exited from corral's point of view; the coroutine is now
+        # ours to drive.
+        assert task is not None
+        assert pdco_outcome is None
+        assert task.coro.send("be free!") == "I'm free!"
+        assert pdco_outcome == outcome.Value("be free!")
+        with pytest.raises(StopIteration):
+            task.coro.send(None)
+
+    corral.run(main)
+
+
+def test_temporarily_detach_and_reattach() -> None:
+    import types
+
+    @types.coroutine
+    def async_yield(value: object):  # type: ignore[no-untyped-def]
+        return (yield value)
+
+    record: list[object] = []
+
+    async def detachable() -> None:
+        await ll.checkpoint()
+        task = ll.current_task()
+
+        def abort_fn(_: ll.RaiseCancelT) -> ll.Abort:  # pragma: no cover
+            return ll.Abort.FAILED
+
+        got = await ll.temporarily_detach_coroutine_object(abort_fn)
+        record.append(got)
+        # Running under the "foreign" runner now.
+        record.append(await async_yield("foreign step"))
+        await ll.reattach_detached_coroutine_object(task, "back to corral")
+        await ll.checkpoint()
+        record.append("done")
+
+    async def main() -> None:
+        async with corral.open_nursery() as nursery:
+            nursery.start_soon(detachable)
+            await wait_all_tasks_blocked()
+            [task] = nursery.child_tasks
+            assert task.coro.send("hello") == "foreign step"
+            assert task.coro.send("world") == "back to corral"
+            # corral resumes it from here.
+        with pytest.raises(RuntimeError, match=r"^given task does not match calling coroutine$"):
+            await ll.reattach_detached_coroutine_object(task, None)
+
+    corral.run(main)
+    assert record == ["hello", "world", "done"]
