@@ -13,6 +13,12 @@ How this meets the contract (``_backend.py``):
   ``get_events`` (the *flush*), so completions are only ever delivered by
   ``process_events``. Most sends and many receives succeed at that first
   attempt: they cost one syscall and no ``epoll_ctl`` at all.
+* Within a flush, socket receives and accepts are attempted after the other
+  ops of the batch (close, shutdown and cancel_fd are barriers that keep
+  their order): a receive whose data comes from a send submitted after it
+  in the same turn then completes at once, as it does on io_uring, where
+  the send wakes the receive's armed poll inside the same
+  ``io_uring_enter``.
 * All syscalls happen in ``get_events``; their results are collected in a
   batch that ``process_events`` delivers. An op whose syscall has
   succeeded is *ready*: a cancel request no longer affects it and its result
