@@ -2,7 +2,8 @@
 
 Order of precedence: the ``backend=`` argument of :func:`corral.run`, then
 the ``CORRAL_BACKEND`` environment variable, then the default order for the
-platform (Linux: io_uring, then epoll).
+platform (Linux: io_uring, then epoll; Windows: IOCP, whose readiness
+waits use the ``\\Device\\Afd`` poller).
 
 * A backend chosen by default that cannot start (io_uring refused with
   EPERM by the ``io_uring_disabled`` sysctl, ENOSYS under seccomp or on an
@@ -30,7 +31,7 @@ ENV_BACKEND = "CORRAL_BACKEND"
 ENV_DEBUG = "CORRAL_DEBUG"
 
 #: Backend names :func:`corral.run` accepts.
-BACKEND_NAMES = ("io_uring", "epoll", "fake")
+BACKEND_NAMES = ("io_uring", "epoll", "fake", "iocp")
 
 
 class BackendUnavailableError(OSError):
@@ -46,7 +47,18 @@ def default_order() -> tuple[str, ...]:
     """The backends tried, in order, when none is requested."""
     if sys.platform.startswith("linux"):
         return ("io_uring", "epoll")
+    if sys.platform == "win32":
+        return ("iocp",)
     return ()
+
+
+def _check_name(name: str) -> None:
+    # Validates without importing: a backend module may not even import on
+    # another platform (epoll on Windows, iocp on Linux).
+    if name not in BACKEND_NAMES:
+        raise ValueError(
+            f"unknown corral backend {name!r}; expected one of {', '.join(BACKEND_NAMES)}"
+        )
 
 
 def _backend_class(name: str) -> Any:
@@ -62,6 +74,10 @@ def _backend_class(name: str) -> Any:
         from .fake import FakeKernel
 
         return FakeKernel
+    if name == "iocp":
+        from .iocp import IocpBackend
+
+        return IocpBackend
     raise ValueError(f"unknown corral backend {name!r}; expected one of {', '.join(BACKEND_NAMES)}")
 
 
@@ -76,11 +92,11 @@ def requested_backend(backend: str | None) -> tuple[str | None, str]:
     if backend is not None:
         if not isinstance(backend, str):
             raise TypeError(f"backend must be a str, not {type(backend).__name__}")
-        _backend_class(backend)  # validates the name
+        _check_name(backend)
         return backend, "argument"
     env = os.environ.get(ENV_BACKEND, "").strip()
     if env:
-        _backend_class(env)
+        _check_name(env)
         return env, "environment"
     return None, "default"
 
@@ -122,7 +138,9 @@ def make_io_manager_factory(
             if name is not None:
                 try:
                     return _backend_class(name)(pool, guest=guest, **options)  # type: ignore[no-any-return]
-                except (OSError, ImportError) as exc:
+                except (OSError, ImportError, AttributeError) as exc:
+                    # AttributeError: a module for another platform (epoll on
+                    # Windows) imported but lacks the platform's constants.
                     code = getattr(exc, "errno", None) or errno.ENOSYS
                     raise BackendUnavailableError(
                         code,

@@ -55,6 +55,10 @@ DONE = 2
 _ECANCELED = errno.ECANCELED
 _EINTR = errno.EINTR
 _ETIME = errno.ETIME
+# Linux-only flags, 0 where the platform has none (Windows), so the op
+# records import everywhere; a backend that cannot honour a flag ignores it.
+_SOCK_CLOEXEC: int = getattr(socket, "SOCK_CLOEXEC", 0)
+_O_CLOEXEC: int = getattr(os, "O_CLOEXEC", 0)
 
 AT_FDCWD = -100
 #: statx(2) mask for the fields ``os.stat`` reports.
@@ -529,7 +533,7 @@ class AcceptOp(_FdOp):
     __slots__ = ("flags",)
     kind = "accept"
 
-    def __init__(self, fd: int, flags: int = socket.SOCK_CLOEXEC) -> None:
+    def __init__(self, fd: int, flags: int = _SOCK_CLOEXEC) -> None:
         _FdOp.__init__(self, fd)
         self.flags = operator.index(flags)
 
@@ -567,7 +571,7 @@ class AcceptMultishotOp(_MultishotBase):
     __slots__ = ("flags",)
     kind = "accept_multishot"
 
-    def __init__(self, fd: int, flags: int = socket.SOCK_CLOEXEC) -> None:
+    def __init__(self, fd: int, flags: int = _SOCK_CLOEXEC) -> None:
         _MultishotBase.__init__(self, fd)
         self.flags = operator.index(flags)
 
@@ -696,7 +700,7 @@ class OpenatOp(Operation):
     ) -> None:
         Operation.__init__(self)
         self.path = _path(path)
-        self.flags = operator.index(flags) | os.O_CLOEXEC
+        self.flags = operator.index(flags) | _O_CLOEXEC
         self.mode = operator.index(mode)
         self.dir_fd = dir_fd if dir_fd == AT_FDCWD else _fd(dir_fd, "dir_fd")
 

@@ -31,6 +31,11 @@ from ._backend import Backend
 from .ops import PollOp, raise_errno
 from .perform import current_backend
 
+# Windows Python's select module has no poll(); PollOp takes Linux's bit
+# values everywhere (corral/_io/_winafd.py reports in them).
+_POLLIN: int = getattr(select, "POLLIN", 0x001)
+_POLLOUT: int = getattr(select, "POLLOUT", 0x004)
+
 
 class _HasFileno(Protocol):
     def fileno(self) -> int: ...
@@ -108,12 +113,12 @@ async def wait_readable(fd: int | _HasFileno) -> None:
     Cancellation releases the task at once (a readiness wait owns no memory
     the kernel could write).
     """
-    await _wait(fd, 0, select.POLLIN)
+    await _wait(fd, 0, _POLLIN)
 
 
 async def wait_writable(fd: int | _HasFileno) -> None:
     """Block until ``fd`` is writable; otherwise like :func:`wait_readable`."""
-    await _wait(fd, 1, select.POLLOUT)
+    await _wait(fd, 1, _POLLOUT)
 
 
 def notify_closing(fd: int | _HasFileno) -> None:

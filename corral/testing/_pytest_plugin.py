@@ -551,7 +551,10 @@ class _TimeoutBridge:
         self._fired = False
 
     def __enter__(self) -> _TimeoutBridge:
-        if threading.current_thread() is not threading.main_thread():
+        # No SIGALRM on Windows (pytest-timeout uses its thread method there).
+        if threading.current_thread() is not threading.main_thread() or not hasattr(
+            signal, "SIGALRM"
+        ):
             return self
         previous = signal.getsignal(signal.SIGALRM)
         # Only pytest-timeout's handler: anyone else's alarm is their own.

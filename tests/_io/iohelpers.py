@@ -4,6 +4,8 @@ running a function on a chosen one."""
 from __future__ import annotations
 
 import importlib.util
+import os
+import sys
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -17,14 +19,43 @@ def available_backends() -> list[str]:
     names = []
     if _ring.unavailable_reason(check_kernel=True) is None:
         names.append("io_uring")
-    if importlib.util.find_spec("corral._io.epoll") is not None:
+    if (
+        sys.platform.startswith("linux")
+        and importlib.util.find_spec("corral._io.epoll") is not None
+    ):
         names.append("epoll")
+    if sys.platform == "win32":
+        names.append("iocp")
     names.append("fake")
     return names
 
 
 BACKENDS = available_backends()
 REAL_BACKENDS = [b for b in BACKENDS if b != "fake"]
+
+
+def close_fd(fd: int) -> None:
+    """Close an fd an op returned (an accepted connection): a socket handle
+    on Windows, where ``os.close`` only knows C runtime fds."""
+    if sys.platform == "win32":
+        import socket
+
+        socket.socket(fileno=fd).close()
+    else:
+        os.close(fd)
+
+
+def interrupt_main_soon(delay: float) -> None:
+    """Deliver SIGINT to this process after ``delay`` seconds, from a thread.
+    (On Windows ``os.kill(pid, SIGINT)`` terminates the process; raising the
+    signal runs the C handler, which trips Python's flag and the wakeup fd.)"""
+    import signal
+    import threading
+
+    if sys.platform == "win32":
+        threading.Timer(delay, signal.raise_signal, (signal.SIGINT,)).start()
+    else:
+        threading.Timer(delay, os.kill, (os.getpid(), signal.SIGINT)).start()
 
 
 def run_on(backend: str, fn: Callable[..., Awaitable[Any]], *args: Any, **options: Any) -> Any:

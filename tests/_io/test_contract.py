@@ -9,12 +9,12 @@ rules; each test names the rule it checks. Tests that need a real kernel
 from __future__ import annotations
 
 import errno
-import os
 import socket
+import sys
 from typing import Any
 
 import pytest
-from iohelpers import REAL_BACKENDS, run_on
+from iohelpers import REAL_BACKENDS, close_fd, interrupt_main_soon, run_on
 
 from corral._core import (
     Cancelled,
@@ -481,7 +481,7 @@ def test_multishot_accept_and_recv(real_backend: str) -> None:
 
             with pytest.raises(EndOfChannel):
                 while True:
-                    os.close(await perform(accept))
+                    close_fd(await perform(accept))
             server = socket.socket(fileno=fds[0])
             recv = RecvMultishotOp(server.fileno())
             clients[0].sendall(b"one")
@@ -497,7 +497,7 @@ def test_multishot_accept_and_recv(real_backend: str) -> None:
                 await perform(recv)
             server.close()
             for fd in fds[1:]:
-                os.close(fd)
+                close_fd(fd)
             for c in clients[1:]:
                 c.close()
 
@@ -554,6 +554,7 @@ def test_refused_io_uring_falls_back_to_epoll(monkeypatch: pytest.MonkeyPatch) -
         manager.close()
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="io_uring exists only on Linux")
 def test_explicit_refused_io_uring_raises(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CORRAL_IO_URING_REFUSE", "EPERM")
     factory = make_io_manager_factory("io_uring")
@@ -568,7 +569,7 @@ def test_explicit_refused_io_uring_raises(monkeypatch: pytest.MonkeyPatch) -> No
 def test_unknown_backend_name() -> None:
     with pytest.raises(
         ValueError,
-        match=r"^unknown corral backend 'kqueue'; expected one of io_uring, epoll, fake$",
+        match=r"^unknown corral backend 'kqueue'; expected one of io_uring, epoll, fake, iocp$",
     ):
         make_io_manager_factory("kqueue")
 
@@ -590,11 +591,9 @@ def test_keyboard_interrupt_reaches_a_task_parked_in_perform(real_backend: str) 
     # The signal wakes the blocked kernel wait (set_wakeup_fd), the abort
     # requests a kernel cancel, and the terminal ECANCELED raises the
     # KeyboardInterrupt in the parked task.
-    import signal
-    import threading
 
     async def main() -> None:
-        threading.Timer(0.05, os.kill, (os.getpid(), signal.SIGINT)).start()
+        interrupt_main_soon(0.05)
         await perform(TimeoutOp(30))
 
     with pytest.raises(KeyboardInterrupt):

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Run corral's test suites on Windows CPython 3.13 under Wine (issue 6): the
+# IOCP backend and the \Device\Afd poller against the same tests Linux runs.
+#
+#   scripts/test-windows.sh               the Windows suite list below
+#   scripts/test-windows.sh PYTEST-ARGS   anything else (paths, -k, -x ...)
+#
+# Uses ../shared/tools/wine-python (override with WINE_PYTHON): its setup
+# installs Wine and a Windows CPython with cffi, outcome, sniffio, attrs and
+# pytest, and nothing else is installed here. corral runs from this checkout
+# (PYTHONPATH; the checkout's corral.egg-info registers the pytest plugin).
+# The exit status is pytest's.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+WINE_PYTHON=${WINE_PYTHON:-../shared/tools/wine-python}
+
+"$WINE_PYTHON" setup
+
+if [ "$#" -eq 0 ]; then
+    set -- \
+        tests/_io/test_contract.py \
+        tests/_io/test_iocp.py \
+        tests/_io/test_readiness.py \
+        tests/_core \
+        tests/test_sync.py \
+        tests/test_channel.py \
+        tests/test_threads.py \
+        tests/testing
+fi
+
+# Wine's own chatter goes to the terminal; pytest's verdict is the status.
+PYTHONPATH="$PWD" exec "$WINE_PYTHON" -m pytest -q -p no:cacheprovider "$@"
