@@ -27,6 +27,10 @@ recv / send               ``recv_into`` / ``send`` with ``MSG_DONTWAIT`` (and
 recvmsg / sendmsg         ``MSG_NOSIGNAL`` for sends), so even a blocking
                           socket never blocks the loop. ``recvmsg``'s sender
                           address is re-encoded to raw sockaddr bytes.
+                          ``MSG_WAITALL`` cannot make a non-blocking receive
+                          wait: it returns what is there (io_uring waits).
+                          Receives are tried after the rest of their flush
+                          (see ``epoll.py``).
 recv_pool / read_pool     attempted into the first *free* pool buffer without
                           leasing it; only when data arrived is the buffer
                           adopted as a lease (``BufferPool.adopt``): an idle
