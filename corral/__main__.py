@@ -23,7 +23,7 @@ def report() -> tuple[str, int]:
     lines = [
         "corral diagnostics",
         f"  python:   {sys.version.split()[0]} ({platform.python_implementation()})",
-        f"  platform: {platform.system()} {platform.release()} {platform.machine()}",
+        f"  platform: {_platform()}",
         f"  {ENV_BACKEND}: {os.environ.get(ENV_BACKEND) or '(unset)'}",
         f"  {ENV_DEBUG}: {'on' if env_flag(ENV_DEBUG) else 'off'}",
         f"  default order: {', '.join(default_order()) or '(none on this platform)'}",
@@ -63,10 +63,22 @@ def report() -> tuple[str, int]:
         lines.append(f"    opcodes supported: {len(ring.opcodes)}")
         for flags, err in ring.refused:
             lines.append(f"    refused setup {_names(_ring.SetupFlag, flags)}: {os.strerror(err)}")
+    elif info["backend"] in ("iocp", "afd"):
+        lines.append(f"  windows paths: {', '.join(info['features'])}")
     elif info["backend"] != "io_uring":
         reason = _ring.unavailable_reason(check_kernel=True)
         lines.append(f"  io_uring: {reason or 'available (not selected)'}")
     return "\n".join(lines), 0
+
+
+def _platform() -> str:
+    if sys.platform == "win32":
+        # platform.release() asks WMI, which Wine does not implement (the
+        # process aborts); the version tuple needs no service.
+        v = sys.getwindowsversion()  # type: ignore[attr-defined, unused-ignore]  # Windows-only
+        arch = os.environ.get("PROCESSOR_ARCHITECTURE", "")
+        return f"Windows {v.major}.{v.minor}.{v.build} {arch}".rstrip()
+    return f"{platform.system()} {platform.release()} {platform.machine()}"
 
 
 def _names(enum_cls: Any, value: int) -> str:

@@ -7,7 +7,13 @@ outcomes and the report.
 
 from __future__ import annotations
 
+import signal
+
 import pytest
+
+_needs_sigalrm = pytest.mark.skipif(
+    not hasattr(signal, "SIGALRM"), reason="SIGALRM does not exist on Windows"
+)
 
 pytest_plugins = ["pytester"]
 
@@ -915,6 +921,7 @@ def test_invalid_corral_run(pytester: pytest.Pytester) -> None:
     )
 
 
+@_needs_sigalrm
 def test_pytest_timeout_fails_the_test_cleanly(pytester: pytest.Pytester) -> None:
     pytester.makeini("[pytest]\n" + CORRAL_MODE + "\n")
     pytester.makeconftest(
@@ -964,6 +971,7 @@ def test_pytest_timeout_fails_the_test_cleanly(pytester: pytest.Pytester) -> Non
     result.stdout.no_fnmatch_line("*errors in async test*")
 
 
+@_needs_sigalrm
 def test_other_alarm_handlers_are_left_alone(pytester: pytest.Pytester) -> None:
     pytester.makeini("[pytest]\n" + CORRAL_MODE + "\n")
     pytester.makepyfile(
