@@ -20,6 +20,7 @@ if [ "$#" -eq 0 ]; then
     set -- \
         tests/_io/test_contract.py \
         tests/_io/test_iocp.py \
+        tests/_io/test_afd.py \
         tests/_io/test_readiness.py \
         tests/_core \
         tests/test_sync.py \

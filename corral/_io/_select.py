@@ -3,7 +3,8 @@
 Order of precedence: the ``backend=`` argument of :func:`corral.run`, then
 the ``CORRAL_BACKEND`` environment variable, then the default order for the
 platform (Linux: io_uring, then epoll; Windows: IOCP, whose readiness
-waits use the ``\\Device\\Afd`` poller).
+waits use the ``\\Device\\Afd`` poller; ``"afd"``, the readiness adapter
+that does every socket op through AFD polls, only when requested).
 
 * A backend chosen by default that cannot start (io_uring refused with
   EPERM by the ``io_uring_disabled`` sysctl, ENOSYS under seccomp or on an
@@ -31,7 +32,7 @@ ENV_BACKEND = "CORRAL_BACKEND"
 ENV_DEBUG = "CORRAL_DEBUG"
 
 #: Backend names :func:`corral.run` accepts.
-BACKEND_NAMES = ("io_uring", "epoll", "fake", "iocp")
+BACKEND_NAMES = ("io_uring", "epoll", "fake", "iocp", "afd")
 
 
 class BackendUnavailableError(OSError):
@@ -78,6 +79,10 @@ def _backend_class(name: str) -> Any:
         from .iocp import IocpBackend
 
         return IocpBackend
+    if name == "afd":
+        from .afd import AfdBackend
+
+        return AfdBackend
     raise ValueError(f"unknown corral backend {name!r}; expected one of {', '.join(BACKEND_NAMES)}")
 
 

@@ -130,6 +130,7 @@ ffi.cdef(
     BOOL SetFileCompletionNotificationModes(HANDLE, unsigned char);
     DWORD GetFileType(HANDLE);
     BOOL GetHandleInformation(HANDLE, DWORD *);
+    BOOL SetHandleInformation(HANDLE, DWORD, DWORD);
 
     /* ntdll */
     ULONG RtlNtStatusToDosError(LONG);
@@ -156,7 +157,7 @@ ffi.cdef(
     int send(SOCKET, const void *, int, int);
     int recvfrom(SOCKET, void *, int, int, void *, int *);
     int sendto(SOCKET, const void *, int, int, const void *, int);
-    int accept(SOCKET, void *, int *);
+    SOCKET accept(SOCKET, void *, int *);
     int connect(SOCKET, const void *, int);
     int ioctlsocket(SOCKET, unsigned long, unsigned long *);
     """
@@ -208,6 +209,7 @@ FILE_TYPE_DISK = 1
 FILE_TYPE_CHAR = 2
 FILE_TYPE_PIPE = 3
 FILE_SKIP_SET_EVENT_ON_HANDLE = 0x2
+HANDLE_FLAG_INHERIT = 0x1
 
 # NtQueryInformationFile / NtSetInformationFile classes (wdm.h / ntifs.h).
 FileModeInformation = 16

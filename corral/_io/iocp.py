@@ -185,6 +185,11 @@ class IocpBackend(IocpOps, Backend):
             self._max_events = max_events
             self._nentries = _ffi.new("ULONG *")
             self._expired: list[Operation] = []
+            #: Ops a flush finished without the kernel (immediate failures,
+            #: synchronous ops, readiness attempts that succeeded at once):
+            #: delivered by the next process_events, with any pool lease on
+            #: their Submission.
+            self._ready: list[tuple[Operation, int]] = []
             self._counts = dict.fromkeys(
                 (
                     "overlapped_calls", "zero_byte_receives", "pool_receives",
@@ -194,7 +199,7 @@ class IocpBackend(IocpOps, Backend):
                 0,
             )  # fmt: skip
             self._afd = AfdPoller(
-                libs, port, KEY_AFD, self._status, self._deliver_poll, self._complete_soon,
+                libs, port, KEY_AFD, self._status, self._deliver_poll, self._deliver_poll_soon,
                 group_size=afd_group_size,
             )  # fmt: skip
             self._init_ops()
@@ -320,7 +325,7 @@ class IocpBackend(IocpOps, Backend):
                 raise
             if res is not None:
                 sub.in_kernel = False
-                self._complete_soon(op, res)
+                self._ready.append((op, res))
             elif op._cancel_requested:
                 self._cancel_in_kernel(op, sub)
 
@@ -367,7 +372,7 @@ class IocpBackend(IocpOps, Backend):
     def get_events(self, timeout: float) -> Any:
         self._flush()
         self._afd.flush()  # may queue failures on self._local
-        if self._local:
+        if self._local or self._ready:
             timeout = 0
         timers = self._timers
         if timers:
@@ -386,7 +391,7 @@ class IocpBackend(IocpOps, Backend):
                     errno_from_winerror(code), f"GetQueuedCompletionStatusEx failed ({code})"
                 )
         expired = self._expire_timers()
-        if n or expired or self._local:
+        if n or expired or self._local or self._ready:
             return (n, expired)
         return None
 
@@ -405,10 +410,18 @@ class IocpBackend(IocpOps, Backend):
 
     def process_events(self, events: Any) -> None:
         self._drain_local()
+        table = self._table
+        if self._ready:
+            ready, self._ready = self._ready, []
+            for op, res in ready:
+                if op._state == IN_FLIGHT and table.pop(op._token) is op:
+                    sub = op._kmem
+                    lease = sub.lease
+                    sub.lease = None
+                    self._complete(op, res, 0, lease)
         if not events:
             return
         n, expired = events
-        table = self._table
         entries = self._entries
         for i in range(n):
             entry = entries[i]
@@ -440,10 +453,14 @@ class IocpBackend(IocpOps, Backend):
             if op._state == IN_FLIGHT and table.pop(op._token) is op:
                 self._complete(op, -_ETIME, 0, None)
 
-    def _deliver_poll(self, op: Operation, res: int) -> None:
+    def _deliver_poll(self, op: Any, res: int) -> None:
         # Called by the poller from process_events (a poll reported).
         if op._state == IN_FLIGHT and self._table.pop(op._token) is op:
             self._complete(op, res, 0, None)
+
+    def _deliver_poll_soon(self, op: Any, res: int) -> None:
+        # Called by the poller when issuing a poll failed (from get_events).
+        self._complete_soon(op, res)
 
     def force_wakeup(self) -> None:
         self._k32.PostQueuedCompletionStatus(self._port, 0, KEY_WAKEUP, _ffi.NULL)
@@ -473,7 +490,7 @@ class IocpBackend(IocpOps, Backend):
                 if self._table.get(token) is op:
                     self._complete_soon(op, -_ECANCELED)
             self._timers = []
-            self._drain_local()
+            self.process_events(None)
             for op in self._table.values():
                 if isinstance(op, PollOp):
                     self.cancel(op)
@@ -482,7 +499,7 @@ class IocpBackend(IocpOps, Backend):
                     if isinstance(sub, Submission):
                         self._cancel_in_kernel(op, sub)
             self._afd.cancel_all()
-            self._drain_local()
+            self.process_events(None)
             if self._signal_block is not None and self._sig_r is not None:
                 self._k32.CancelIoEx(
                     _ffi.cast("HANDLE", self._sig_r.fileno()),
@@ -500,7 +517,7 @@ class IocpBackend(IocpOps, Backend):
                     sub = op._kmem
                     if isinstance(sub, Submission) and sub.in_kernel and not sub.cancel_sent:
                         self._cancel_in_kernel(op, sub)
-            self._drain_local()
+            self.process_events(None)
         finally:
             if self._old_wakeup_fd is not None and (
                 threading.current_thread() is threading.main_thread()

@@ -25,7 +25,7 @@ def available_backends() -> list[str]:
     ):
         names.append("epoll")
     if sys.platform == "win32":
-        names.append("iocp")
+        names += ["iocp", "afd"]
     names.append("fake")
     return names
 

@@ -569,7 +569,7 @@ def test_explicit_refused_io_uring_raises(monkeypatch: pytest.MonkeyPatch) -> No
 def test_unknown_backend_name() -> None:
     with pytest.raises(
         ValueError,
-        match=r"^unknown corral backend 'kqueue'; expected one of io_uring, epoll, fake, iocp$",
+        match=r"^unknown corral backend 'kqueue'; expected one of io_uring, epoll, fake, iocp, afd$",
     ):
         make_io_manager_factory("kqueue")
 
