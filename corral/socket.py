@@ -51,9 +51,12 @@ from socket import (
 from socket import (
     ntohs as ntohs,
 )
-from socket import (
-    sethostname as sethostname,
-)
+
+if not _t.TYPE_CHECKING:
+    try:  # Unix only: Windows has no sethostname
+        from socket import sethostname as sethostname
+    except ImportError:
+        pass
 
 from ._socket import (
     SocketType as SocketType,

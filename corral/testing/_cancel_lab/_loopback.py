@@ -31,7 +31,6 @@ ancillary data), ``accept``, ``accept_multishot`` and ``recv_multishot``
 from __future__ import annotations
 
 import errno
-import fcntl
 import math
 import os
 import random
@@ -47,10 +46,20 @@ from ..._io.fake import FakeKernel
 from ..._io.ops import IN_FLIGHT, Operation
 from ..._io.pool import BufferPool, Lease
 
+try:
+    import fcntl
+except ImportError:  # Windows: the loopback kernel is Unix-only (socketpairs
+    fcntl = None  # type: ignore[assignment]  # + O_NONBLOCK); importing must work
+
 _F_BUFFER = 1
-_POLLIN = select.POLLIN
-_POLLOUT = select.POLLOUT
-_READY_ERR = select.POLLERR | select.POLLHUP | select.POLLNVAL
+# Linux's values where select has no poll (Windows), as PollOp uses them.
+_POLLIN: int = getattr(select, "POLLIN", 0x001)
+_POLLOUT: int = getattr(select, "POLLOUT", 0x004)
+_READY_ERR: int = (
+    getattr(select, "POLLERR", 0x008)
+    | getattr(select, "POLLHUP", 0x010)
+    | getattr(select, "POLLNVAL", 0x020)
+)
 
 _READS = {"read", "read_pool", "recv", "recv_pool", "recvmsg", "recv_multishot"}
 _WRITES = {"write", "send", "sendmsg"}
@@ -349,7 +358,7 @@ class LoopbackKernel(FakeKernel):
         FakeKernel.close(self)
 
 
-_DONTWAIT = socket.MSG_DONTWAIT
+_DONTWAIT: int = getattr(socket, "MSG_DONTWAIT", 0)
 
 
 def _with_socket(fd: int, fn: Any) -> Any:
