@@ -22,12 +22,13 @@ from corral._io.ops import (
     Operation,
     PollOp,
     ReadOp,
+    RecvMultishotOp,
     RecvOp,
     RecvPoolOp,
     SendOp,
     WriteOp,
 )
-from corral._io.perform import current_backend, perform
+from corral._io.perform import cancel_operation, current_backend, perform
 
 _BASE_FIELDS = [name for name in Operation.__slots__]
 
@@ -171,3 +172,38 @@ def test_a_busy_task_does_not_delay_completions_by_a_turn() -> None:
         return enters / rounds
 
     assert run_on("io_uring", main) <= 2.1
+
+
+def test_multishot_waiter_cancelled_keeps_the_stream() -> None:
+    if "io_uring" not in REAL_BACKENDS:
+        pytest.skip("io_uring unavailable")
+
+    async def main() -> list[bytes]:
+        a, b = socket.socketpair()
+        a.setblocking(False)
+        b.setblocking(False)
+        op = RecvMultishotOp(b.fileno())
+        got = []
+        with corral.move_on_after(0.01) as scope:
+            await perform(op)  # nothing arrives: cancelled while parked
+        assert scope.cancelled_caught
+        assert op.in_flight  # the kernel op keeps running
+        a.send(b"after")
+        lease = await perform(op)
+        got.append(bytes(lease.data))
+        lease.release()
+        cancel_operation(op)
+        with pytest.raises(corral.EndOfChannel):
+            while True:
+                (await perform(op)).release()
+        a.close()
+        b.close()
+        return got
+
+    assert run_on("io_uring", main) == [b"after"]
+
+
+def test_multishot_outside_a_run() -> None:
+    coro = perform(RecvMultishotOp(0))
+    with pytest.raises(RuntimeError, match=r"^must be called from async context$"):
+        coro.send(None)
