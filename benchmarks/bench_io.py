@@ -17,6 +17,9 @@ Rows:
   picks (``RecvPoolOp``, what corral's sockets use); Trio as above.
 * ``ping-pong x128 pairs``: 128 socketpairs bouncing at once (256 tasks,
   up to 256 ops in flight). Round trips/s summed over all pairs.
+* ``x128 pairs, multishot recv``: the same with one multishot receive per
+  socket (``RecvMultishotOp``: the kernel keeps the receive armed), the
+  lever a socket layer has on io_uring.
 * ``corral.socket ping-pong`` (x1 and x128 pairs): the same through
   ``corral.socket`` (``await sock.send(...)`` / ``await sock.recv(64)``), the
   exact code Trio runs with ``trio.socket``: what a user sees.
@@ -46,8 +49,8 @@ from typing import Any
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import corral
-from corral._io.ops import NopOp, RecvOp, RecvPoolOp, SendOp
-from corral._io.perform import current_backend, perform
+from corral._io.ops import NopOp, RecvMultishotOp, RecvOp, RecvPoolOp, SendOp
+from corral._io.perform import cancel_operation, current_backend, perform
 
 PAIRS = 128
 TASKS = 256
@@ -84,8 +87,28 @@ def corral_nop(n: int, tasks: int) -> Callable[[], Any]:
     return main
 
 
-def corral_pingpong(n: int, pairs: int, pool: bool) -> Callable[[], Any]:
+def corral_pingpong(n: int, pairs: int, recv: str) -> Callable[[], Any]:
+    """recv: "buf" (RecvOp into a bytearray), "pool" (a RecvPoolOp per
+    receive) or "multishot" (one RecvMultishotOp per socket)."""
     per = max(1, n // pairs)
+
+    async def receive(fd: int, buf: bytearray, stream: Any) -> bytes | int:
+        if recv == "buf":
+            return await perform(RecvOp(fd, buf))  # type: ignore[no-any-return]
+        lease = await perform(stream if recv == "multishot" else RecvPoolOp(fd))
+        data = bytes(lease.data)
+        lease.release()
+        return data
+
+    async def end(stream: Any) -> None:
+        if stream is None:
+            return
+        cancel_operation(stream)
+        try:
+            while True:
+                (await perform(stream)).release()
+        except corral.EndOfChannel:
+            pass
 
     async def main() -> Result:
         socks = [socket.socketpair() for _ in range(pairs)]
@@ -95,25 +118,19 @@ def corral_pingpong(n: int, pairs: int, pool: bool) -> Callable[[], Any]:
 
         async def client(fd: int) -> None:
             buf = bytearray(64)
+            stream = RecvMultishotOp(fd) if recv == "multishot" else None
             for _ in range(per):
                 await perform(SendOp(fd, b"x"))
-                if pool:
-                    lease = await perform(RecvPoolOp(fd))
-                    lease.release()
-                else:
-                    await perform(RecvOp(fd, buf))
+                await receive(fd, buf, stream)
+            await end(stream)
 
         async def echo(fd: int) -> None:
             buf = bytearray(64)
+            stream = RecvMultishotOp(fd) if recv == "multishot" else None
             for _ in range(per):
-                if pool:
-                    lease = await perform(RecvPoolOp(fd))
-                    data = bytes(lease.data)
-                    lease.release()
-                    await perform(SendOp(fd, data))
-                else:
-                    got = await perform(RecvOp(fd, buf))
-                    await perform(SendOp(fd, memoryview(buf)[:got]))
+                got = await receive(fd, buf, stream)
+                await perform(SendOp(fd, memoryview(buf)[:got] if type(got) is int else got))
+            await end(stream)
 
         w0 = _kernel_waits()
         t0 = time.perf_counter()
@@ -242,11 +259,13 @@ BENCHMARKS: list[tuple[str, int, int, str, Callable[[int], Any], Callable[[int],
     ("nop x256", 500_000, 50_000, "ops/s",
      lambda n: corral_nop(n, TASKS), lambda n: trio_nop(n, TASKS)),
     ("socketpair ping-pong", 100_000, 10_000, "round trips/s",
-     lambda n: corral_pingpong(n, 1, False), lambda n: trio_pingpong(n, 1)),
+     lambda n: corral_pingpong(n, 1, "buf"), lambda n: trio_pingpong(n, 1)),
     ("ping-pong, pool recv", 100_000, 10_000, "round trips/s",
-     lambda n: corral_pingpong(n, 1, True), lambda n: trio_pingpong(n, 1)),
+     lambda n: corral_pingpong(n, 1, "pool"), lambda n: trio_pingpong(n, 1)),
     (f"ping-pong x{PAIRS} pairs", 200_000, 20_000, "round trips/s",
-     lambda n: corral_pingpong(n, PAIRS, False), lambda n: trio_pingpong(n, PAIRS)),
+     lambda n: corral_pingpong(n, PAIRS, "buf"), lambda n: trio_pingpong(n, PAIRS)),
+    (f"x{PAIRS} pairs, multishot recv", 200_000, 20_000, "round trips/s",
+     lambda n: corral_pingpong(n, PAIRS, "multishot"), lambda n: trio_pingpong(n, PAIRS)),
     ("corral.socket ping-pong", 100_000, 10_000, "round trips/s",
      lambda n: corral_socket_pingpong(n, 1), lambda n: trio_pingpong(n, 1)),
     (f"corral.socket x{PAIRS} pairs", 200_000, 20_000, "round trips/s",
@@ -290,7 +309,7 @@ def strace_enters(workload: str, n: int) -> tuple[int, int] | None:
 def child(workload: str, n: int) -> None:
     makers: dict[str, Callable[[], Callable[[], Any]]] = {
         "nop256": lambda: corral_nop(n, TASKS),
-        "pingpong128": lambda: corral_pingpong(n, PAIRS, False),
+        "pingpong128": lambda: corral_pingpong(n, PAIRS, "buf"),
     }
     run_workload = makers[workload]()
     # Count every enter of the whole run (setup and shutdown included), as
