@@ -713,7 +713,9 @@ def socketpair(
     proto: int = 0,
 ) -> tuple[SocketType, SocketType]:
     """Like :func:`socket.socketpair`, returning two connected corral
-    sockets (AF_UNIX by default)."""
+    sockets (AF_UNIX by default; AF_INET on Windows, as the stdlib)."""
+    if family is None:
+        family = getattr(_stdlib_socket, "AF_UNIX", _stdlib_socket.AF_INET)
     left, right = _stdlib_socket.socketpair(family, type | _SOCK_NONBLOCK, proto)
     return _SocketType(left), _SocketType(right)
 

@@ -2,8 +2,10 @@
 # Run corral's test suites on Windows CPython 3.13 under Wine (issue 6): the
 # IOCP backend and the \Device\Afd poller against the same tests Linux runs.
 #
-#   scripts/test-windows.sh               the Windows suite list below
-#   scripts/test-windows.sh PYTEST-ARGS   anything else (paths, -k, -x ...)
+#   scripts/test-windows.sh [OPTIONS]        the Windows suite list below
+#   scripts/test-windows.sh [OPTIONS] PATHS  other test paths instead
+#
+# OPTIONS are pytest's (-x, -k EXPR, -v ...).
 #
 # Uses ../shared/tools/wine-python (override with WINE_PYTHON): its setup
 # installs Wine and a Windows CPython with cffi, outcome, sniffio, attrs and
@@ -16,8 +18,14 @@ WINE_PYTHON=${WINE_PYTHON:-../shared/tools/wine-python}
 
 "$WINE_PYTHON" setup
 
-if [ "$#" -eq 0 ]; then
-    set -- \
+paths=no
+for arg in "$@"; do
+    case "$arg" in
+        tests*|*.py|*::*) paths=yes ;;
+    esac
+done
+if [ "$paths" = no ]; then
+    set -- "$@" \
         tests/_io/test_contract.py \
         tests/_io/test_iocp.py \
         tests/_io/test_afd.py \

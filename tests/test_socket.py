@@ -11,6 +11,7 @@ from __future__ import annotations
 import errno
 import os
 import socket as stdlib_socket
+import sys
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -31,6 +32,8 @@ try:
     BACKENDS.append("epoll")
 except ImportError:
     pass
+if sys.platform == "win32":
+    BACKENDS += ["iocp", "afd"]
 
 have_ipv6 = True
 try:

@@ -73,6 +73,14 @@ _EOPNOTSUPP = errno.EOPNOTSUPP
 #: read or write, as the kernel may do anyway).
 _MAX_CHUNK = 0x7FFFF000
 _MSG_TRUNC: int = getattr(socket, "MSG_TRUNC", 0x0100)
+#: Bytes one overlapped stream send hands the kernel. An overlapped WSASend
+#: completes only when *all* its bytes are buffered or sent (it never reports
+#: a partial send the way a non-blocking send(2) does), and its buffer stays
+#: locked meanwhile: to a peer that stops reading, a large send would pin its
+#: memory -- and the task -- indefinitely. Sending at most this much per op
+#: bounds the locked memory per connection and gives the POSIX contract
+#: ("send may send fewer bytes than asked") that callers already loop on.
+SEND_CHUNK = 65536
 
 
 class Submission:
@@ -113,6 +121,13 @@ class Submission:
         self.keep: Any = None
         self.aux: Any = None
         self.lease: Any = None
+
+    def release(self) -> None:
+        """The terminal completion arrived: drop the kernel-visible memory
+        (buffer exports included, so the caller may resize a bytearray it
+        received into; ``aux`` stays for :meth:`fill_recvmsg`)."""
+        self.block = None
+        self.keep = None
 
     def fill_recvmsg(self, op: RecvmsgOp) -> None:
         """Decode WSARecvFrom's outputs into ``op.out`` (called by
@@ -235,16 +250,18 @@ class IocpOps:
             return 0
         return res
 
-    def _wsabufs(self, views: list[memoryview]) -> tuple[Any, list[Any]]:
+    def _wsabufs(self, views: list[memoryview], limit: int = _MAX_CHUNK) -> tuple[Any, list[Any]]:
+        """A WSABUF array over ``views``, at most ``limit`` bytes in all."""
         arr = _ffi.new("WSABUF[]", max(len(views), 1))
         keep = []
         for i, v in enumerate(views):
-            n = len(v)
+            n = min(len(v), limit)
             if n:
                 cbuf = _ffi.from_buffer(v)
                 keep.append(cbuf)
                 arr[i].buf = cbuf
-                arr[i].len = min(n, _MAX_CHUNK)
+                arr[i].len = n
+                limit -= n
         return arr, keep
 
     def _start_nothing(self, op: Any, sub: Submission) -> int | None:  # pragma: no cover
@@ -297,7 +314,7 @@ class IocpOps:
         rc = self._assoc.associate(fd)
         if rc:
             return rc
-        bufs, keep = self._wsabufs(views)
+        bufs, keep = self._wsabufs(views, SEND_CHUNK)
         sub.keep = (bufs, keep)
         sub.handle = fd
         sub.finish = self._finish_transfer

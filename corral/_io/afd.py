@@ -128,6 +128,7 @@ class AfdBackend(IocpBackend):
         if self._table.pop(op._token) is op:
             lease = sub.lease
             sub.lease = None
+            sub.release()
             self._complete(op, res, 0, lease)
 
     def _deliver_poll_soon(self, op: Any, res: int) -> None:

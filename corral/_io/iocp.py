@@ -294,6 +294,9 @@ class IocpBackend(IocpOps, Backend):
 
     def _forget(self, op: Operation) -> None:
         self._table.pop(op._token)
+        sub = op._kmem
+        if isinstance(sub, Submission) and not sub.in_kernel:
+            sub.release()
 
     def in_flight_count(self) -> int:
         return self._table.live + len(self._buffer_waits)
@@ -418,6 +421,7 @@ class IocpBackend(IocpOps, Backend):
                     sub = op._kmem
                     lease = sub.lease
                     sub.lease = None
+                    sub.release()
                     self._complete(op, res, 0, lease)
         if not events:
             return
@@ -444,6 +448,7 @@ class IocpBackend(IocpOps, Backend):
                 table.pop(token)
                 lease = sub.lease
                 sub.lease = None
+                sub.release()
                 self._complete(op, res, 0, lease)
             elif key == KEY_AFD:
                 self._afd.on_packet(entry.lpOverlapped)
