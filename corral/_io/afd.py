@@ -158,6 +158,7 @@ class AfdBackend(IocpBackend):
             return self._sock.handle_errno(op.fd, rc)
         bufs, keep = self._wsabufs(views)
         count = max(len(views), 1)
+        total: int = sum(int(bufs[i].len) for i in range(count))
         nbytes = _ffi.new("DWORD *")
         flag_word = _ffi.new("DWORD *")
         sub.keep = (bufs, keep)
@@ -167,7 +168,9 @@ class AfdBackend(IocpBackend):
             if self._ws2.WSARecv(op.fd, bufs, count, nbytes, flag_word, _NULL, _NULL) != 0:
                 code = self._k32.GetLastError()
                 if code == w.WSAEMSGSIZE:
-                    return int(nbytes[0])  # a truncated datagram, as Linux reports it
+                    # A datagram longer than the buffers filled them (and the
+                    # rest is gone): Linux reports the truncated length.
+                    return total
                 return -errno_from_winerror(code)
             return int(nbytes[0])
 
@@ -197,6 +200,7 @@ class AfdBackend(IocpBackend):
             return self._sock.handle_errno(op.fd, rc)
         bufs, keep = self._wsabufs(op.buffers)
         count = max(len(op.buffers), 1)
+        total: int = sum(int(bufs[i].len) for i in range(count))
         nbytes = _ffi.new("DWORD *")
         flag_word = _ffi.new("DWORD *")
         name = _ffi.new("char[]", 128)
@@ -216,6 +220,7 @@ class AfdBackend(IocpBackend):
                 if code != w.WSAEMSGSIZE:
                     return -errno_from_winerror(code)
                 extra = _MSG_TRUNC
+                nbytes[0] = total
             sub.aux = (name, namelen, flag_word, extra)  # for fill_recvmsg
             return int(nbytes[0])
 

@@ -345,3 +345,30 @@ def test_socket_of_an_earlier_run_fails_cleanly_where_it_cannot_move() -> None:
     with a, b:
         run_on("iocp", first)
         run_on("iocp", second)
+
+
+@windows_only
+@pytest.mark.parametrize("backend", ["iocp", "afd"])
+def test_truncated_datagram_is_delivered_truncated(backend: str) -> None:
+    # WSARecv "fails" at once with WSAEMSGSIZE, yet the packet comes
+    # (STATUS_BUFFER_OVERFLOW is a warning): the op waits for it and reports
+    # the truncated length, as recv(2) does on Linux.
+    async def main() -> Any:
+        a = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        b = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        with a, b:
+            a.bind(("127.0.0.1", 0))
+            b.bind(("127.0.0.1", 0))
+            a.sendto(b"0123456789" * 10, b.getsockname())
+            a.sendto(b"abcdefghij" * 10, b.getsockname())
+            buf = bytearray(10)
+            assert await perform(RecvOp(b.fileno(), buf)) == 10
+            assert buf == b"0123456789"
+            n, _, flags, _ = await perform(RecvmsgOp(b.fileno(), [buf]))
+            assert (n, bytes(buf)) == (10, b"abcdefghij")
+            assert flags & getattr(socket, "MSG_TRUNC", 0x100)
+            stats = _stats()
+            assert stats.stale == 0
+            return stats
+
+    run_on(backend, main)
