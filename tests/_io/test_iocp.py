@@ -372,3 +372,39 @@ def test_truncated_datagram_is_delivered_truncated(backend: str) -> None:
             return stats
 
     run_on(backend, main)
+
+
+@windows_only
+@pytest.mark.parametrize("backend", ["iocp", "afd"])
+def test_echo_through_corral_sockets(backend: str) -> None:
+    import corral
+    import corral.socket as csocket
+
+    async def main() -> None:
+        listener = csocket.socket()
+        await listener.bind(("127.0.0.1", 0))
+        listener.listen()
+
+        async def echo() -> None:
+            conn, _ = await listener.accept()
+            with conn:
+                while data := await conn.recv(4096):
+                    view = memoryview(data)
+                    while view:
+                        view = view[await conn.send(view) :]
+
+        with listener:
+            async with open_nursery() as nursery:
+                nursery.start_soon(echo)
+                with csocket.socket() as client:
+                    await client.connect(listener.getsockname())
+                    for msg in (b"hello", b"x" * 200_000):
+                        view, got = memoryview(msg), b""
+                        while view:
+                            view = view[await client.send(view) :]
+                            got += await client.recv(65536)
+                        while len(got) < len(msg):
+                            got += await client.recv(65536)
+                        assert got == msg
+
+    corral.run(main, backend=backend, debug=True)
