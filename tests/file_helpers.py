@@ -48,8 +48,13 @@ def run_on_engine(fn: Callable[..., Awaitable[Any]], *args: Any, **kwargs: Any) 
 
 
 def open_fds() -> set[int]:
-    """The process's open descriptors (from /proc/self/fd)."""
-    return {int(n) for n in os.listdir("/proc/self/fd")}
+    """The process's open descriptors (from /proc/self/fd), without the one
+    used to list them (its number varies, so it would look like a leak)."""
+    dfd = os.open("/proc/self/fd", os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        return {int(n) for n in os.listdir(dfd)} - {dfd}
+    finally:
+        os.close(dfd)
 
 
 @contextmanager
@@ -59,6 +64,29 @@ def no_fd_leak() -> Iterator[None]:
     yield
     leaked = open_fds() - before
     assert leaked == set(), {fd: _describe(fd) for fd in leaked}
+
+
+async def assert_no_new_fds(before: set[int]) -> None:
+    """Assert that no descriptor outside ``before`` stays open.
+
+    A worker thread abandoned by a cancelled open closes the fd it gets when
+    its open(2) returns, which can be after the test's task moved on; so a
+    new fd only counts as leaked if it is still there, pointing at the same
+    file, after the run's threads completed and a later look.
+    """
+    import corral
+    import corral.testing
+
+    leaked: dict[int, str] = {}
+    for _ in range(200):
+        await corral.testing.wait_all_threads_completed()
+        first = {fd: _describe(fd) for fd in open_fds() - before}
+        await corral.sleep(0.005)
+        second = {fd: _describe(fd) for fd in open_fds() - before}
+        leaked = {fd: t for fd, t in first.items() if second.get(fd) == t and t != "?"}
+        if not leaked:
+            return
+    assert leaked == {}
 
 
 def _describe(fd: int) -> str:

@@ -33,7 +33,9 @@ def scenario(fn: Scenario) -> Scenario:
 def describe(exc: BaseException) -> str:
     """A library-neutral description of an exception (tree)."""
     if isinstance(exc, BaseExceptionGroup):
-        inner = ", ".join(describe(e) for e in exc.exceptions)
+        # The order of a nursery's errors is unspecified (Trio shuffles
+        # each batch of runnable tasks), so compare them sorted.
+        inner = ", ".join(sorted(describe(e) for e in exc.exceptions))
         return f"{type(exc).__name__}[{inner}]"
     name = type(exc).__name__.replace("Trio", "Corral")
     return f"{name}({str(exc)!r})"

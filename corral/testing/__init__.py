@@ -58,7 +58,7 @@ from ._cancel_lab import (
     LoopbackKernel as LoopbackKernel,
     RunRecord as RunRecord,
     StreamStatistics as StreamStatistics,
-    available_backends as cancel_lab_backends,
+    available_backends as cancel_lab_backends,  # noqa: F401 - public under this name
     cancel_at_every_checkpoint as cancel_at_every_checkpoint,
     cancel_lab as cancel_lab,
     cancel_randomly as cancel_randomly,

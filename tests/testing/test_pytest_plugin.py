@@ -673,7 +673,7 @@ def test_autojump_clock(pytester: pytest.Pytester) -> None:
     result.assert_outcomes(passed=1)
 
 
-def test_mock_clock(pytester: pytest.Pytester) -> None:
+def test_mock_clock_fixture(pytester: pytest.Pytester) -> None:
     result = run(
         pytester,
         """
