@@ -372,17 +372,32 @@ async def test_cancelled_blocked_open_is_interrupted_without_leak(tmp_path: Sync
             # reading at once: whether the cancel wins is a race, and either
             # way nothing leaks.
 
+        def worker_busy() -> bool:
+            # The thread cache names a worker after the task while it runs
+            # the job, so the name says whether the open() has returned.
+            return any(".opener" in t.name for t in threading.enumerate())
+
         nursery.start_soon(opener)
         await wait_all_tasks_blocked()
+        if current_engine() != "io_uring":
+            while not worker_busy():
+                await corral.sleep(0.001)
         scope.cancel()
     # A worker thread stuck in open() returns once a writer shows up; the fd
-    # it then gets is closed, not leaked.
-    try:
-        fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
-    except OSError:
-        pass  # no reader left: the kernel interrupted the open
-    else:
-        os.close(fd)
+    # it then gets is closed, not leaked. Keep offering a writer until the
+    # worker is done (it may not have entered open() yet: then O_NONBLOCK
+    # fails with ENXIO and we try again).
+    for _ in range(2000):
+        if not worker_busy():
+            break
+        try:
+            fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+        except OSError:
+            pass
+        else:
+            os.close(fd)
+        await corral.sleep(0.005)
+    assert not worker_busy()
     # The abandoned worker closes its fd when its open() returns.
     await assert_no_new_fds(before)
 
