@@ -55,7 +55,10 @@ class GuestState:
             assert self.runner.main_task_outcome is not None
             self.done_callback(self.runner.main_task_outcome)
             return
-        except CorralInternalError as exc:
+        except BaseException as exc:
+            # CorralInternalError, or an error from the runner's cleanup
+            # (an I/O manager's close() reporting a leak): the run is over
+            # either way, and the host must hear about it.
             self.done_callback(Error(exc))
             return
         finally:

@@ -140,13 +140,32 @@ class Runner:
         self.io_manager.force_wakeup()
 
     def close(self) -> None:
-        self.io_manager.close()
-        self.entry_queue.close()
-        self.asyncgens.close()
+        """End the run's resources. Every step runs even if an earlier one
+        raises (a debug-mode pool reports leaks by raising from
+        ``io_manager.close()``); the first error is re-raised at the end."""
+        first_error: BaseException | None = None
+        # KI protection ends with ki_manager.close(), so it goes last.
+        for step in (
+            self.io_manager.close,
+            self.entry_queue.close,
+            self.asyncgens.close,
+            self._call_after_run,
+            self.ki_manager.close,
+        ):
+            try:
+                step()
+            except BaseException as exc:
+                if first_error is None:
+                    first_error = exc
+        if first_error is not None:
+            try:
+                raise first_error
+            finally:
+                del first_error
+
+    def _call_after_run(self) -> None:
         if "after_run" in self.instruments:
             self.instruments.call("after_run")
-        # KI protection ends here, so it goes last.
-        self.ki_manager.close()
 
     # ------------------------------------------------------------------
     # Accessors (exposed as module-level functions below)
@@ -458,6 +477,11 @@ def run(
       corral.CorralInternalError: corral itself crashed (a bug).
       KeyboardInterrupt: Control-C was pressed and not handled.
       Anything ``async_fn`` raises.
+      Anything the run's cleanup raises (the I/O manager's ``close()``,
+        e.g. a debug-mode ``BufferLeakError``), as is: it replaces the
+        run's result, and the run's own error, if any, is its
+        ``__context__``. The thread is outside the run either way, so the
+        next :func:`run` works.
     """
     __tracebackhide__ = True
     runner = setup_runner(
@@ -686,7 +710,14 @@ def unrolled_run(
     except BaseException as exc:
         raise CorralInternalError("internal error in corral - please file a bug!") from exc
     finally:
-        runner.close()
+        # The thread leaves the run whatever runner.close() raises: a failed
+        # cleanup must not make every later run() in this thread fail with
+        # "Attempted to call run() from inside a run()".
+        close_error: BaseException | None = None
+        try:
+            runner.close()
+        except BaseException as exc:
+            close_error = exc
         GLOBAL_RUN_CONTEXT.__dict__.clear()
         # After runner.close() turned KI protection off, so no KI can set
         # ki_pending after this check.
@@ -695,3 +726,14 @@ def unrolled_run(
             if isinstance(runner.main_task_outcome, Error):
                 ki.__context__ = runner.main_task_outcome.error
             runner.main_task_outcome = Error(ki)
+        if close_error is not None:
+            # As Trio lets an error from its cleanup escape run(): the
+            # cleanup error is what run() raises (raw, not wrapped in
+            # CorralInternalError: a leak report is about the user's code).
+            # The run's own error, if any, stays visible as its context.
+            if close_error.__context__ is None and isinstance(runner.main_task_outcome, Error):
+                close_error.__context__ = runner.main_task_outcome.error
+            try:
+                raise close_error
+            finally:
+                del close_error
