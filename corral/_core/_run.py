@@ -496,6 +496,15 @@ def run(
         gen = unrolled_run(runner, async_fn, args, inline_io=True)
         for _ in gen:  # pragma: no cover - inline_io never yields
             raise AssertionError("the inline run loop yielded")
+    except BaseException:
+        # The loop's own try/finally leaves the run. Only an exception from a
+        # signal handler that fires before the loop entered it (or before it
+        # was even created) can get here with the run still installed.
+        if getattr(GLOBAL_RUN_CONTEXT, "runner", None) is runner:
+            with suppress(BaseException):
+                runner.close()
+            GLOBAL_RUN_CONTEXT.__dict__.clear()
+        raise
     finally:
         sniffio.thread_local.name = prev_library
     outcome = runner.main_task_outcome
