@@ -39,7 +39,8 @@ Buffer-selecting ops (``op.buffer_select``) that the kernel fails with
 ``-ENOBUFS`` (pool empty) are not completed: :meth:`Backend._complete`
 parks them until a buffer is released, then re-submits them with a new token
 (backpressure, counted in the pool statistics). A cancel request while parked
-completes them with ``-ECANCELED``.
+completes them with ``-ECANCELED``, and so does ``-ENOBUFS`` arriving after a
+cancel request (the op had no effect either way).
 
 Writing a backend (what ``_select.py`` and the contract suite assume):
 
@@ -334,11 +335,18 @@ class Backend:
     def _complete(self, op: Operation, res: int, flags: int, lease: Lease | None) -> None:
         """Deliver ``op``'s terminal completion (see the module docstring).
         The backend has already dropped its token for the op."""
-        if op.buffer_select and res == -_ENOBUFS and not op._cancel_requested:
+        if op.buffer_select and res == -_ENOBUFS:
             if lease is not None:  # pragma: no cover - ENOBUFS selects nothing
                 lease.release()
-            self._park_for_buffer(op)
-            return
+                lease = None
+            if not op._cancel_requested:
+                self._park_for_buffer(op)
+                return
+            # No buffer, so no data, and our cancel request was on its way:
+            # the op had no effect. Report it as cancelled (the waiter gets
+            # Cancelled, a multishot stream ends) rather than as an error
+            # the caller would see only because of the race.
+            res = -_ECANCELED
         if op.multishot:
             self._complete_multishot(op, res, lease)
             return

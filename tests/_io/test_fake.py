@@ -254,3 +254,46 @@ def test_pending_cancel_does_not_leave_before_completion() -> None:
         assert out == []
 
     run_on("fake", main, auto_cancel=False)
+
+
+def test_enobufs_after_a_cancel_request_completes_as_cancelled() -> None:
+    # The kernel failed the receive for want of a buffer after our cancel
+    # request reached it: the op had no effect, so the waiter gets
+    # Cancelled, not OSError(ENOBUFS), and nothing is re-submitted.
+    async def main() -> None:
+        k = kernel()
+        op = RecvPoolOp(3)
+        cs = CancelScope()
+        out: list[Any] = []
+        async with open_nursery() as nursery:
+            await start_recv(nursery, op, cs, out)
+            cs.cancel()
+            await wait_all_tasks_blocked()
+            assert k.cancel_requests == [op]
+            submissions = len(k.submissions)
+            k.enobufs(op)
+        assert cs.cancelled_caught
+        assert out == []
+        assert op.res == -errno.ECANCELED
+        assert len(k.submissions) == submissions
+        assert k.pool.statistics().waiting == 0
+
+    run_on("fake", main, auto_cancel=False)
+
+
+def test_multishot_enobufs_after_a_cancel_request_ends_the_stream_quietly() -> None:
+    async def main() -> None:
+        k = kernel()
+        op = RecvMultishotOp(3)
+        async with open_nursery() as nursery:
+            nursery.start_soon(perform, op)
+            await wait_all_tasks_blocked()
+            nursery.cancel_scope.cancel()
+        k.cancel(op)
+        k.enobufs(op)
+        # Cancelled by request: the stream ends, no OSError(ENOBUFS).
+        with pytest.raises(EndOfChannel):
+            await perform(op)
+        assert not op.in_flight
+
+    run_on("fake", main, auto_cancel=False)
