@@ -27,12 +27,13 @@ Errors are the ``OSError`` subclasses :mod:`os` raises, with ``filename``
 from __future__ import annotations
 
 import os
+import sys
 import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 from ._core import current_io_manager
-from ._io import file_ops
+from ._io import _winfile, file_ops
 from ._io._ring import Op
 from ._io.ops import (
     AT_FDCWD,
@@ -44,6 +45,8 @@ from ._io.ops import (
 )
 from ._io.perform import perform
 from ._threads import to_thread_run_sync
+
+_WINDOWS = sys.platform == "win32"
 
 T = TypeVar("T")
 
@@ -98,7 +101,7 @@ class _ThreadOpen:
         self.fd: int | None = None
 
     def run(self, path: Any, flags: int, mode: int) -> int:
-        fd = os.open(path, flags | os.O_CLOEXEC, mode)
+        fd = os.open(path, flags | getattr(os, "O_CLOEXEC", 0), mode)  # Windows: PEP 446
         with self.lock:
             if self.abandoned:
                 os.close(fd)
@@ -183,12 +186,16 @@ async def stat(path: Any, *, follow_symlinks: bool = True) -> os.stat_result:
 
 
 def _pread_into(fd: int, buf: Any, offset: int) -> int:
+    if _WINDOWS:  # no os.readv/os.preadv
+        return _winfile.pread_into(fd, buf, offset)
     if offset < 0:
         return os.readv(fd, [buf])
     return os.preadv(fd, [buf], offset)
 
 
 def _pwrite_from(fd: int, data: Any, offset: int) -> int:
+    if _WINDOWS:  # no os.pwrite
+        return _winfile.pwrite_from(fd, data, offset)
     if offset < 0:
         return os.write(fd, data)
     return os.pwrite(fd, data, offset)
@@ -217,7 +224,7 @@ async def fsync(fd: int, *, datasync: bool = False) -> None:
     if native_backend() is not None:
         await perform(FsyncOp(fd, datasync))
     else:
-        await to_thread_run_sync(os.fdatasync if datasync else os.fsync, fd)
+        await to_thread_run_sync(os.fdatasync if datasync and not _WINDOWS else os.fsync, fd)
 
 
 async def ftruncate(fd: int, length: int) -> None:

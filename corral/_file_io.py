@@ -189,7 +189,7 @@ class _Mode:
             flags |= os.O_CREAT | os.O_TRUNC
         elif self.appending:
             flags |= os.O_APPEND | os.O_CREAT
-        self.flags = flags
+        self.flags = flags | getattr(os, "O_BINARY", 0)  # Windows: no CRLF translation, as FileIO
         # The mode string io.FileIO reports.
         if self.creating:
             raw = "xb+" if self.updating else "xb"
@@ -308,7 +308,9 @@ async def open_file(
         if opener is None:
             fd = await engine.open_fd(name, m.flags, 0o666)
         else:
-            fd = await to_thread_run_sync(partial(opener, cast(Any, name), m.flags | os.O_CLOEXEC))
+            fd = await to_thread_run_sync(
+                partial(opener, cast(Any, name), m.flags | getattr(os, "O_CLOEXEC", 0))
+            )
             if not isinstance(fd, int):
                 raise TypeError(f"expected an integer from opener, not {type(fd).__name__}")
             if fd < 0:
@@ -328,7 +330,8 @@ async def open_file(
             os.lseek(fd, 0, os.SEEK_END)
         if buffering <= 1:
             # (Unbuffered files use it as the chunk size of readall/readline.)
-            size = st.st_blksize if st.st_blksize > 1 else io.DEFAULT_BUFFER_SIZE
+            blksize = getattr(st, "st_blksize", 0)  # Windows' stat has none
+            size = blksize if blksize > 1 else io.DEFAULT_BUFFER_SIZE
         else:
             size = buffering
         if buffering == 0:

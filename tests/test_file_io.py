@@ -594,7 +594,9 @@ async def test_opener(tmp_path: SyncPath) -> None:
 
     async with await corral.open_file(target, "rb", opener=opener) as f:
         assert await f.read() == b"hello"
-    assert calls == [(str(target), os.O_RDONLY | os.O_CLOEXEC)]
+    assert calls == [
+        (str(target), os.O_RDONLY | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0))
+    ]
 
 
 async def test_detach(tmp_path: SyncPath) -> None:
@@ -642,4 +644,3 @@ async def test_wrap_file_runs_in_a_thread() -> None:
     assert seen and seen[0] is not threading.current_thread()
     b = await corral.wrap_file(io.BufferedReader(io.BytesIO(b"ab"))).detach()
     assert isinstance(b.wrapped, io.BytesIO)
-

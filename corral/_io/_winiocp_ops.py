@@ -35,6 +35,7 @@ from typing import Any
 from . import _windows_ffi as w
 from ._slots import SlotTable
 from ._winerrors import StatusMapper, errno_from_winerror
+from ._winfile import pread_into, pwrite_from
 from ._winsock import Associator, SocketHelpers
 from .ops import (
     AcceptOp,
@@ -630,20 +631,14 @@ class IocpOps:
         # worker threads instead).
         self._counts["sync_ops"] += 1
         try:
-            if offset >= 0:
-                return _pread(fd, view, offset)
-            data = os.read(fd, len(view))
+            return pread_into(fd, view, offset)
         except OSError as exc:
             return -(exc.errno or errno.EIO)
-        view[: len(data)] = data
-        return len(data)
 
     def _sync_write(self, fd: int, view: memoryview, offset: int) -> int:
         self._counts["sync_ops"] += 1
         try:
-            if offset >= 0:
-                return _pwrite(fd, view, offset)
-            return os.write(fd, view)
+            return pwrite_from(fd, view, offset)
         except OSError as exc:
             return -(exc.errno or errno.EIO)
 
@@ -665,24 +660,3 @@ class IocpOps:
             return os.open(op.path[:-1], op.flags | getattr(os, "O_NOINHERIT", 0), op.mode)
         except OSError as exc:
             return -(exc.errno or errno.EIO)
-
-
-def _pread(fd: int, view: memoryview, offset: int) -> int:
-    # Windows Python has no os.pread: seek, read, restore the position.
-    pos = os.lseek(fd, 0, os.SEEK_CUR)
-    try:
-        os.lseek(fd, offset, os.SEEK_SET)
-        data = os.read(fd, len(view))
-    finally:
-        os.lseek(fd, pos, os.SEEK_SET)
-    view[: len(data)] = data
-    return len(data)
-
-
-def _pwrite(fd: int, view: memoryview, offset: int) -> int:
-    pos = os.lseek(fd, 0, os.SEEK_CUR)
-    try:
-        os.lseek(fd, offset, os.SEEK_SET)
-        return os.write(fd, view)
-    finally:
-        os.lseek(fd, pos, os.SEEK_SET)

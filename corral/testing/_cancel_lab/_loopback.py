@@ -26,6 +26,14 @@ ancillary data), ``accept``, ``accept_multishot`` and ``recv_multishot``
 (emulated one result per round, ``capabilities.multishot`` is false),
 ``connect``, ``shutdown``, ``close``, ``poll``, ``fsync``. Others fail with
 ``ENOSYS`` at submission, like a kernel without the opcode.
+
+On Windows the same kernel runs over ``select.select`` (Windows has no
+``poll``; ``select`` there takes sockets only, and regular files count as
+always ready), with C runtime fds for files and SOCKET handles for sockets.
+Windows cannot read a socket's blocking mode back and has no
+``MSG_DONTWAIT``, so the kernel leaves every socket it touches non-blocking
+(corral's sockets are anyway). Winsock error codes become errnos through
+``corral._io._winerrors``, as the IOCP backend reports them.
 """
 
 from __future__ import annotations
@@ -37,11 +45,14 @@ import random
 import select
 import socket
 import stat
+import sys
 import time
 from typing import Any
 
 from ..._io._backend import Capabilities
 from ..._io._sockaddr import encode_sockaddr
+from ..._io._winerrors import errno_from_winerror
+from ..._io._winfile import pread_into, pwrite_from
 from ..._io.fake import FakeKernel
 from ..._io.ops import IN_FLIGHT, Operation
 from ..._io.pool import BufferPool, Lease
@@ -52,14 +63,14 @@ except ImportError:  # Windows: the loopback kernel is Unix-only (socketpairs
     fcntl = None  # type: ignore[assignment]  # + O_NONBLOCK); importing must work
 
 _F_BUFFER = 1
+_WINDOWS = sys.platform == "win32"
+_SOCK_NONBLOCK: int = getattr(socket, "SOCK_NONBLOCK", 0)
+_FILE_KINDS = {"read", "read_pool", "write"}
 # Linux's values where select has no poll (Windows), as PollOp uses them.
 _POLLIN: int = getattr(select, "POLLIN", 0x001)
 _POLLOUT: int = getattr(select, "POLLOUT", 0x004)
-_READY_ERR: int = (
-    getattr(select, "POLLERR", 0x008)
-    | getattr(select, "POLLHUP", 0x010)
-    | getattr(select, "POLLNVAL", 0x020)
-)
+_POLLERR: int = getattr(select, "POLLERR", 0x008)
+_READY_ERR: int = _POLLERR | getattr(select, "POLLHUP", 0x010) | getattr(select, "POLLNVAL", 0x020)
 
 _READS = {"read", "read_pool", "recv", "recv_pool", "recvmsg", "recv_multishot"}
 _WRITES = {"write", "send", "sendmsg"}
@@ -78,10 +89,21 @@ _SUPPORTED = (
         "fsync",
     }
 )
+if _WINDOWS:  # Windows sockets have no sendmsg/recvmsg_into
+    _SUPPORTED -= {"recvmsg", "sendmsg"}
+
+
+def _errno_of(exc: OSError) -> int:
+    # Windows sockets raise with the Winsock code (errno == winerror ==
+    # 10035 for WSAEWOULDBLOCK): report the errno the IOCP backend would.
+    winerror = getattr(exc, "winerror", None)
+    if winerror:
+        return errno_from_winerror(winerror)
+    return exc.errno or errno.EIO
 
 
 def _blocks(exc: OSError) -> bool:
-    return exc.errno in (errno.EAGAIN, errno.EWOULDBLOCK, errno.EINPROGRESS, errno.EALREADY)
+    return _errno_of(exc) in (errno.EAGAIN, errno.EWOULDBLOCK, errno.EINPROGRESS, errno.EALREADY)
 
 
 class LoopbackKernel(FakeKernel):
@@ -187,7 +209,9 @@ class LoopbackKernel(FakeKernel):
             return False
         fd: int = op.fd  # type: ignore[attr-defined]
         try:
-            if kind in _READS or kind in ("accept", "accept_multishot"):
+            if _WINDOWS and kind in _FILE_KINDS and not _is_socket(fd):
+                pass  # select() takes no files; a regular file is always ready
+            elif kind in _READS or kind in ("accept", "accept_multishot"):
                 if not _ready(fd, _POLLIN):
                     return False
             elif kind in _WRITES and not _ready(fd, _POLLOUT):
@@ -196,7 +220,7 @@ class LoopbackKernel(FakeKernel):
         except OSError as exc:
             if _blocks(exc):
                 return False
-            self._finish(op, -(exc.errno or errno.EIO))
+            self._finish(op, -_errno_of(exc))
             return True
 
     def _syscall(self, op: Any, kind: str, fd: int) -> bool:
@@ -253,9 +277,10 @@ class LoopbackKernel(FakeKernel):
             return True
         if kind in ("accept", "accept_multishot"):
             new_fd, _ = _with_socket(fd, lambda s: s._accept())
-            os.set_inheritable(new_fd, False)
-            if op.flags & socket.SOCK_NONBLOCK:
-                os.set_blocking(new_fd, False)
+            if not _WINDOWS:  # Windows: _accept() made it non-inheritable
+                os.set_inheritable(new_fd, False)
+                if op.flags & _SOCK_NONBLOCK:
+                    os.set_blocking(new_fd, False)
             self._finish(op, new_fd)
             return True
         if kind == "connect":
@@ -263,7 +288,10 @@ class LoopbackKernel(FakeKernel):
         if kind == "shutdown":
             _with_socket(fd, lambda s: s.shutdown(op.how))
         elif kind == "close":
-            os.close(fd)
+            if _WINDOWS and _is_socket(fd):
+                socket.socket(fileno=fd).close()  # closesocket
+            else:
+                os.close(fd)
         elif kind == "poll":
             ready = _poll_mask(fd, op.events)
             if not ready:
@@ -271,7 +299,7 @@ class LoopbackKernel(FakeKernel):
             self._finish(op, ready)
             return True
         elif kind == "fsync":
-            (os.fdatasync if op.datasync else os.fsync)(fd)
+            (os.fdatasync if op.datasync and not _WINDOWS else os.fsync)(fd)
         self._finish(op, 0)
         return True
 
@@ -298,12 +326,17 @@ class LoopbackKernel(FakeKernel):
             err = _with_socket(fd, lambda s: s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR))
             self._finish(op, -err if err else 0)
             return True
-        flags = fcntl.fcntl(fd, fcntl.F_GETFL)
-        fcntl.fcntl(fd, fcntl.F_SETFL, flags | os.O_NONBLOCK)
-        try:
-            err = _with_socket(fd, lambda s: s.connect_ex(op.address))
-        finally:
-            fcntl.fcntl(fd, fcntl.F_SETFL, flags)
+        if _WINDOWS:
+            # _with_socket made it non-blocking; Winsock codes -> errno.
+            err = _with_socket(fd, lambda s: s.connect_ex(op.address), op.family)
+            err = errno_from_winerror(err) if err else 0
+        else:
+            flags = fcntl.fcntl(fd, fcntl.F_GETFL)
+            fcntl.fcntl(fd, fcntl.F_SETFL, flags | os.O_NONBLOCK)
+            try:
+                err = _with_socket(fd, lambda s: s.connect_ex(op.address))
+            finally:
+                fcntl.fcntl(fd, fcntl.F_SETFL, flags)
         if err in (errno.EINPROGRESS, errno.EALREADY, errno.EAGAIN):
             self._connecting.add(op)
             return False
@@ -331,6 +364,8 @@ class LoopbackKernel(FakeKernel):
     def _wait_for_progress(self, waits: list[Operation], timeout: float) -> float:
         """Block until an op's fd is ready, a timer is due or a wakeup comes;
         return what is left of ``timeout`` for the waker."""
+        if _WINDOWS:
+            return self._wait_for_progress_select(waits, timeout)
         poller = select.poll()
         poller.register(self._waker._rsock.fileno(), _POLLIN)
         now = time.monotonic()
@@ -352,6 +387,35 @@ class LoopbackKernel(FakeKernel):
         poller.poll(math.ceil(timeout * 1000))
         return 0.0
 
+    def _wait_for_progress_select(self, waits: list[Operation], timeout: float) -> float:
+        # Windows: select() over sockets (it takes nothing else; file ops
+        # never wait, see _attempt).
+        rlist = [self._waker._rsock.fileno()]
+        wlist: list[int] = []
+        now = time.monotonic()
+        for op in waits:
+            if op in self._deadlines:
+                timeout = min(timeout, max(0.0, self._deadlines[op] - now))
+                continue
+            fd = getattr(op, "fd", None)
+            if fd is None:
+                continue
+            if op.kind in _FILE_KINDS and not _is_socket(fd):
+                return 0.0
+            events = _POLLOUT if op.kind in _WRITES or op in self._connecting else _POLLIN
+            if op.kind == "poll":
+                events = op.events  # type: ignore[attr-defined]
+            if events & _POLLIN:
+                rlist.append(fd)
+            if events & _POLLOUT:
+                wlist.append(fd)
+        try:
+            # The except set reports a failed non-blocking connect.
+            select.select(rlist, wlist, wlist, timeout)
+        except (OSError, ValueError):
+            return 0.0  # a bad fd: attempt the op to fail it
+        return 0.0
+
     def close(self) -> None:
         self._deadlines.clear()
         self._connecting.clear()
@@ -361,14 +425,41 @@ class LoopbackKernel(FakeKernel):
 _DONTWAIT: int = getattr(socket, "MSG_DONTWAIT", 0)
 
 
-def _with_socket(fd: int, fn: Any) -> Any:
+def _with_socket(fd: int, fn: Any, family: int | None = None) -> Any:
     # A temporary socket object over the caller's fd; detached (not closed)
     # afterwards.
-    s = socket.socket(fileno=fd)
+    s = _socket_over(fd, family)
     try:
+        if _WINDOWS:
+            # No MSG_DONTWAIT, and the mode cannot be read back to restore.
+            s.setblocking(False)
         return fn(s)
     finally:
         s.detach()
+
+
+def _socket_over(fd: int, family: int | None = None) -> socket.socket:
+    try:
+        return socket.socket(fileno=fd)
+    except OSError:
+        if not _WINDOWS:
+            raise
+    # Wine cannot describe a socket that is neither bound nor connected
+    # (SO_PROTOCOL_INFOW fails with WSAEINVAL): name the family instead (the
+    # only thing the calls made here depend on).
+    return socket.socket(family or socket.AF_INET, socket.SOCK_STREAM, 0, fileno=fd)
+
+
+def _is_socket(fd: int) -> bool:
+    # Windows: C runtime fds (files) and SOCKET handles share the int space.
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM, 0, fileno=fd)
+    try:
+        s.getsockopt(socket.SOL_SOCKET, socket.SO_TYPE)
+    except OSError:
+        return False
+    finally:
+        s.detach()
+    return True
 
 
 def _ready(fd: int, events: int) -> bool:
@@ -376,6 +467,8 @@ def _ready(fd: int, events: int) -> bool:
 
 
 def _poll_mask(fd: int, events: int) -> int:
+    if _WINDOWS:
+        return _select_mask(fd, events)
     poller = select.poll()
     poller.register(fd, events)
     result = poller.poll(0)
@@ -387,17 +480,39 @@ def _poll_mask(fd: int, events: int) -> int:
     return mask
 
 
+def _select_mask(fd: int, events: int) -> int:
+    # poll()'s answer from select() (Windows): the except set carries a
+    # failed connect (POLLERR); a closed socket fails (WSAENOTSOCK).
+    try:
+        r, w, x = select.select(
+            [fd] if events & _POLLIN else [], [fd] if events & _POLLOUT else [], [fd], 0
+        )
+    except OSError as exc:
+        raise OSError(errno.EBADF, os.strerror(errno.EBADF)) from exc
+    return (_POLLIN if r else 0) | (_POLLOUT if w else 0) | (_POLLERR if x else 0)
+
+
 def _is_seekable(fd: int) -> bool:
     return stat.S_ISREG(os.fstat(fd).st_mode)
 
 
 def _pread(fd: int, view: Any, offset: int) -> int:
+    if _WINDOWS:
+        if _is_socket(fd):
+            n: int = _with_socket(fd, lambda s: s.recv_into(view))
+            return n
+        return pread_into(fd, view, offset if offset >= 0 and _is_seekable(fd) else -1)
     if offset >= 0 and _is_seekable(fd):
         return os.preadv(fd, [view], offset)
     return os.readv(fd, [view])
 
 
 def _pwrite(fd: int, data: Any, offset: int) -> int:
+    if _WINDOWS:
+        if _is_socket(fd):
+            sent: int = _with_socket(fd, lambda s: s.send(data))
+            return sent
+        return pwrite_from(fd, data, offset if offset >= 0 and _is_seekable(fd) else -1)
     if offset >= 0 and _is_seekable(fd):
         return os.pwritev(fd, [data], offset)
     return os.writev(fd, [data])

@@ -200,11 +200,12 @@ def _factory(
 
 
 def available_backends() -> list[str]:
-    """The lab's backends that can start here: ``io_uring``, ``epoll`` (once
-    corral has it) and ``fake`` (the fake kernel driven by the lab's
-    :class:`~._loopback.LoopbackKernel`, which always exists)."""
+    """The lab's backends that can start here: ``io_uring`` and ``epoll``
+    (Linux), ``iocp`` and ``afd`` (Windows), and ``fake`` (the fake kernel
+    driven by the lab's :class:`~._loopback.LoopbackKernel`, which always
+    exists)."""
     names = []
-    for name in ("io_uring", "epoll"):
+    for name in ("io_uring", "epoll", "iocp", "afd"):
         try:
             manager = make_io_manager_factory(name, debug=False, buffers=1, buffer_size=4096)()
         except (OSError, ImportError, ValueError):
