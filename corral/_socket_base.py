@@ -117,9 +117,8 @@ def _writable_view(obj: object, what: str) -> memoryview:
 
 def _release_lease(lease: Lease) -> None:
     # A lease outliving its run (a stash on a socket closed after the run)
-    # must not touch the pool: its memory and kernel ring are gone.
-    pool = lease._pool
-    if pool is not None and pool._slab is not None:
+    # is fine to release: the closed pool ignores it.
+    if not lease.released:
         lease.release()
 
 

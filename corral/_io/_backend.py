@@ -414,15 +414,18 @@ class Backend:
         """After draining: check for leaks (debug mode), free the pool."""
         leaks: list[str] = []
         stuck = self.in_flight_ops()
-        if stuck:
-            leaks.extend(f"{op!r} still in flight" for op in stuck)
-        if self.pool.debug:
-            self.pool.verify_free()
-            leaks.extend(self.pool.leaks())
-        if not stuck:
-            # Never free memory the kernel may still write into: with ops
-            # stuck in flight, the slab is deliberately leaked.
-            self.pool.close()
+        try:
+            if stuck:
+                leaks.extend(f"{op!r} still in flight" for op in stuck)
+            if self.pool.debug:
+                self.pool.verify_free()  # raises BufferCorruptionError
+                leaks.extend(self.pool.leaks())
+        finally:
+            # Close the pool whatever the checks found, so that a lease
+            # released after the run never reaches the unregistered kernel
+            # ring. Never free memory the kernel may still write into: with
+            # ops stuck in flight, the slab is deliberately leaked.
+            self.pool.close(unmap=not stuck)
         if leaks:
             raise BufferLeakError(
                 "corral: at the end of the run, "

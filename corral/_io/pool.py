@@ -124,6 +124,10 @@ class Lease:
     def release(self) -> None:
         """Give the buffer back to the pool (or to the kernel's ring).
 
+        After the pool is closed (the run ended) this only marks the lease
+        released: the buffer has nowhere to go, and nothing is written into
+        the pool's memory or a kernel ring.
+
         Raises:
           RuntimeError: the lease was already released.
         """
@@ -185,6 +189,8 @@ class BufferPool:
         self._backpressure = 0
         self._last_holder: list[str] = [""] * count
         self._canary = b""
+        # Set by close(): from then on released buffers go nowhere.
+        self._closed = False
         if debug:
             self._canary = (_CANARY_WORD * (buffer_size // 4 + 1))[:buffer_size]
             for i in range(count):
@@ -305,9 +311,10 @@ class BufferPool:
 
     def _release(self, index: int) -> None:
         lease = self._leases.pop(index)
-        if self._slab is None:
-            # Released after the run ended: the slab (and the kernel ring)
-            # are gone; there is nowhere to return the buffer to.
+        if self._closed:
+            # Released after the run ended: the kernel ring is unregistered
+            # (and the slab maybe unmapped); there is nowhere to return the
+            # buffer to, and no canary to write.
             return
         if self.debug:
             self._last_holder[index] = repr(lease.holder)
@@ -377,10 +384,22 @@ class BufferPool:
             for index, lease in sorted(self._leases.items())
         ]
 
-    def close(self) -> None:
-        """Free the slab. Only call once the kernel holds no op that may
-        write into it. Views a caller still holds keep the mapping alive."""
-        if self._slab is None:
+    def close(self, *, unmap: bool = True) -> None:
+        """Close the pool: leases still held become inert (releasing them
+        does nothing), the sink (the kernel ring) is dropped, and no buffer
+        can be leased any more. Idempotent.
+
+        With ``unmap`` (the default) the slab is freed too: only do that
+        once the kernel holds no op that may write into it. A backend whose
+        ops are stuck in the kernel passes ``unmap=False`` and the memory is
+        deliberately leaked. Views a caller still holds keep the mapping
+        alive."""
+        if not self._closed:
+            self._closed = True
+            self.sink = None
+            self._waiters.clear()
+            self._free.clear()
+        if not unmap or self._slab is None:
             return
         slab, self._slab = self._slab, None
         self._view.release()
