@@ -150,3 +150,27 @@ def test_raw_op_on_io_uring() -> None:
         return await perform(RawOp(0))  # IORING_OP_NOP
 
     assert run_on("io_uring", main) == 0
+
+
+def test_statx_times_equal_os_stat(real_backend: str, tmp_path: Path) -> None:
+    # Nanosecond times for which ns / 1e9 and sec + nsec * 1e-9 (what
+    # os.stat computes) round differently in the last bit.
+    times = [(1776067491, 974707781), (1658661498, 598229833), (1, 999999999), (0, 0)]
+    paths = []
+    for i, (sec, nsec) in enumerate(times):
+        path = tmp_path / f"file{i}"
+        path.write_bytes(b"x" * i)
+        ns = sec * 10**9 + nsec
+        os.utime(path, ns=(ns, ns))
+        paths.append(path)
+    paths.append(tmp_path)
+
+    async def main() -> None:
+        for path in paths:
+            st = await perform(StatxOp(path))
+            expected = os.stat(path)
+            for field in ("st_atime", "st_mtime", "st_ctime"):
+                assert getattr(st, field) == getattr(expected, field), (path, field)
+            assert st == expected
+
+    run_on(real_backend, main)
