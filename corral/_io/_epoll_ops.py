@@ -470,9 +470,10 @@ class Attempts:
     def _try_recv_multishot_ready(self, op: RecvMultishotOp) -> int:
         return self._try_recv_multishot(op, True)
 
-    def _accept_one(self, op: AcceptOp | AcceptMultishotOp) -> int:
-        # The C-level accept of _socket.socket (absent from the stubs).
-        fd, _ = self._sock(op.fd)._accept()  # type: ignore[attr-defined]
+    def _accept_one(self, op: AcceptOp | AcceptMultishotOp) -> tuple[int, Any]:
+        # The C-level accept of _socket.socket (absent from the stubs); it
+        # returns the peer address too, decoded for the listener's family.
+        fd, address = self._sock(op.fd)._accept()  # type: ignore[attr-defined]
         flags = op.flags
         try:
             # _accept() used accept4(SOCK_CLOEXEC); apply the rest of
@@ -484,11 +485,11 @@ class Attempts:
         except OSError:  # pragma: no cover - fcntl on a fresh fd
             os.close(fd)
             raise
-        return int(fd)
+        return int(fd), address
 
     def _try_accept(self, op: AcceptOp) -> int:
         try:
-            res = self._accept_one(op)
+            res, op.peer_address = self._accept_one(op)
         except BlockingIOError:
             return IN
         except OSError as exc:
@@ -499,7 +500,7 @@ class Attempts:
     def _try_accept_multishot(self, op: AcceptMultishotOp) -> int:
         for _ in range(ACCEPT_BUDGET):
             try:
-                res = self._accept_one(op)
+                res = self._accept_one(op)[0]
             except BlockingIOError:
                 return IN
             except OSError as exc:

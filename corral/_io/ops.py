@@ -528,14 +528,35 @@ class SendmsgOp(_FdOp):
 
 class AcceptOp(_FdOp):
     """accept4(2). Returns the new connection's fd (close-on-exec by
-    default)."""
+    default).
 
-    __slots__ = ("flags",)
+    After a successful completion, :attr:`peer_address` is the connection's
+    peer address as :meth:`socket.socket.accept` would return it, when the
+    backend reports it (io_uring fills a sockaddr, the epoll adapter gets it
+    from accept4); it is ``None`` before that, after a failure, and on
+    backends that do not report it (the fake kernel, the Windows backends):
+    then ask the connection (``getpeername``).
+    """
+
+    __slots__ = ("flags", "peer_address")
     kind = "accept"
 
     def __init__(self, fd: int, flags: int = _SOCK_CLOEXEC) -> None:
         _FdOp.__init__(self, fd)
         self.flags = operator.index(flags)
+        #: The peer's address (see the class docstring); set by the backend
+        #: at completion, or decoded from ``_kmem`` by ``_result``.
+        self.peer_address: Any = None
+
+    def _result(self) -> int:
+        res = self.res
+        if res < 0:
+            self.peer_address = None
+            self._fail(res)
+        peer = getattr(self._kmem, "accept_peer", None)
+        if peer is not None:
+            self.peer_address = peer()
+        return res
 
 
 class _MultishotBase(_FdOp):

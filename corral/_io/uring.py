@@ -58,6 +58,7 @@ from typing import Any
 from . import _ring
 from ._backend import RESUMED, Backend, Capabilities
 from ._slots import INTERNAL, SLOT_BITS, SLOT_MASK, SlotTable
+from ._sockaddr import decode_sockaddr
 from .ops import (
     DONE,
     IN_FLIGHT,
@@ -131,6 +132,7 @@ _MSGHDR = struct.Struct("=QI4xQQQQi4x")
 _CMSGHDR = struct.Struct("=Qii")
 _TIMESPEC = struct.Struct("=qq")
 _NAME_SIZE = 128  # sizeof(struct sockaddr_storage)
+_SOCKLEN = struct.Struct("=I")  # socklen_t
 
 
 def _addr(buf: Any) -> int:
@@ -757,7 +759,15 @@ class UringBackend(Backend):
         return self._prep(Op.SENDMSG, op.fd, _addr(hdr), 1, 0, op.flags, ud, 0, 0, 0, 0, 0)
 
     def _prep_accept(self, op: AcceptOp, ud: int) -> int:
-        return self._prep_simple(_ACCEPT, op.fd, 0, 0, 0, op.flags, ud)
+        # io_uring_prep_accept(3): addr = the sockaddr to fill, addr2 (the
+        # off field) = a socklen_t* holding its size, updated to the
+        # address's length -- the peer address without a getpeername call.
+        mem = _AcceptMemory()
+        op._kmem = mem
+        op.peer_address = None
+        return self._prep_simple(
+            _ACCEPT, op.fd, _addr(mem.name), 0, _addr(mem.namelen), op.flags, ud
+        )
 
     def _prep_accept_multishot(self, op: AcceptMultishotOp, ud: int) -> int:
         ioprio = _ring.ACCEPT_MULTISHOT if self.capabilities.multishot else 0
@@ -817,6 +827,24 @@ class UringBackend(Backend):
 #: Rings and pools whose ops would not finish at close: kept alive for the
 #: life of the process rather than freed under the kernel.
 _LEAKED: list[tuple[Any, Any]] = []
+
+
+class _AcceptMemory:
+    """The sockaddr and socklen_t an accept hands the kernel; decoded into
+    ``op.peer_address`` after the terminal completion (``AcceptOp._result``
+    calls ``accept_peer``)."""
+
+    __slots__ = ("name", "namelen")
+
+    def __init__(self) -> None:
+        self.name = bytearray(_NAME_SIZE)
+        self.namelen = bytearray(_SOCKLEN.pack(_NAME_SIZE))
+
+    def accept_peer(self) -> object:
+        # The kernel reports the full length even if it truncated the
+        # address (accept(2)); sockaddr_storage never truncates.
+        n = min(_SOCKLEN.unpack(self.namelen)[0], _NAME_SIZE)
+        return decode_sockaddr(bytes(self.name[:n]))
 
 
 class _RecvmsgMemory:

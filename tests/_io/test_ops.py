@@ -174,3 +174,67 @@ def test_statx_times_equal_os_stat(real_backend: str, tmp_path: Path) -> None:
             assert st == expected
 
     run_on(real_backend, main)
+
+
+def _accept_peer_cases() -> list[tuple[int, str]]:
+    cases = [(socket.AF_INET, "127.0.0.1"), (socket.AF_UNIX, "")]
+    if socket.has_ipv6:
+        cases.append((socket.AF_INET6, "::1"))
+    return cases
+
+
+@pytest.mark.parametrize(("family", "host"), _accept_peer_cases())
+def test_accept_reports_the_peer_address(
+    real_backend: str, family: int, host: str, tmp_path: Path
+) -> None:
+    async def main() -> None:
+        listener = socket.socket(family)
+        client = socket.socket(family)
+        with listener, client:
+            if family == socket.AF_UNIX:
+                listener.bind(str(tmp_path / "listener"))
+                client.bind(str(tmp_path / "client"))
+            else:
+                try:
+                    listener.bind((host, 0))
+                except OSError:  # pragma: no cover - no IPv6 loopback
+                    pytest.skip("no loopback for this family")
+            listener.listen()
+            client.connect(listener.getsockname())
+            op = AcceptOp(listener.fileno())
+            assert op.peer_address is None
+            fd = await perform(op)
+            with socket.socket(fileno=fd) as server:
+                # The address socket.accept() would have returned.
+                assert op.peer_address == server.getpeername() == client.getsockname()
+
+    run_on(real_backend, main)
+
+
+def test_accept_peer_address_of_an_unnamed_unix_peer(real_backend: str, tmp_path: Path) -> None:
+    async def main() -> None:
+        listener = socket.socket(socket.AF_UNIX)
+        client = socket.socket(socket.AF_UNIX)
+        with listener, client:
+            listener.bind(str(tmp_path / "listener"))
+            listener.listen()
+            client.connect(listener.getsockname())
+            op = AcceptOp(listener.fileno())
+            fd = await perform(op)
+            with socket.socket(fileno=fd) as server:
+                assert op.peer_address == server.getpeername() == ""
+
+    run_on(real_backend, main)
+
+
+def test_decode_sockaddr_round_trips() -> None:
+    from corral._io._sockaddr import decode_sockaddr, encode_sockaddr
+
+    assert decode_sockaddr(b"") is None
+    for family, address in [
+        (socket.AF_INET, ("10.1.2.3", 8080)),
+        (socket.AF_INET6, ("fe80::1", 443, 7, 2)),
+        (socket.AF_UNIX, "/tmp/sock"),
+        (socket.AF_UNIX, b"\0abstract"),
+    ]:
+        assert decode_sockaddr(encode_sockaddr(family, address)) == address
