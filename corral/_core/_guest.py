@@ -21,6 +21,7 @@ import sniffio
 from outcome import Error, Outcome, Value, capture
 
 from .._abc import Clock, Instrument
+from ._deprecate import warn_loose_exception_groups
 from ._exceptions import CorralInternalError
 from ._io_manager import IOManager
 from ._run import Runner, setup_runner, unrolled_run
@@ -134,6 +135,10 @@ def start_guest_run(
       RuntimeError: already inside a run in this thread.
       corral.CorralInternalError: the run failed while starting.
     """
+    if not strict_exception_groups:
+        warn_loose_exception_groups(
+            "corral.start_guest_run(..., strict_exception_groups=False)"
+        )
     runner = setup_runner(
         clock,
         instruments,

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, Final, Generic, NoReturn, Protocol, TypeV
 from outcome import Error, Outcome, capture
 
 from ._cancel import CancelReason, CancelScope
+from ._deprecate import warn_loose_exception_groups
 from ._exceptions import Cancelled, CorralInternalError, _NoPublicConstructor
 from ._ki import enable_ki_protection
 from ._run_context import GLOBAL_RUN_CONTEXT
@@ -173,8 +174,12 @@ def open_nursery(strict_exception_groups: bool | None = None) -> NurseryManager:
     Args:
       strict_exception_groups: if true (the default, taken from
         :func:`corral.run`), errors always come out wrapped in a
-        :exc:`BaseExceptionGroup`, even a single one.
+        :exc:`BaseExceptionGroup`, even a single one. Passing False is
+        deprecated, as in Trio, and emits a :exc:`DeprecationWarning`
+        (leaving it out keeps the run's setting without a warning).
     """
+    if strict_exception_groups is not None and not strict_exception_groups:
+        warn_loose_exception_groups("open_nursery(strict_exception_groups=False)")
     if strict_exception_groups is None:
         strict_exception_groups = GLOBAL_RUN_CONTEXT.runner.strict_exception_groups
     return NurseryManager(strict_exception_groups=strict_exception_groups)

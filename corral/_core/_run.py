@@ -24,6 +24,7 @@ from .._abc import Clock, Instrument
 from ._asyncgens import AsyncGenerators
 from ._cancel import CancelReason, CancelScope, Deadlines
 from ._clock import SystemClock
+from ._deprecate import warn_loose_exception_groups
 from ._entry_queue import CorralToken, EntryQueue
 from ._exceptions import Cancelled, CorralInternalError, RunFinishedError
 from ._instrumentation import Instruments
@@ -467,7 +468,8 @@ def run(
         :exc:`KeyboardInterrupt` only at checkpoints (like a cancellation);
         if false (default), it interrupts unprotected code at once.
       strict_exception_groups: if true (default), nurseries always wrap
-        errors in a :exc:`BaseExceptionGroup`.
+        errors in a :exc:`BaseExceptionGroup`. False is deprecated, as in
+        Trio, and emits a :exc:`DeprecationWarning`.
       io_manager_factory: called as ``factory(guest=False)`` to build the
         run's I/O manager (see ``docs/internals.md``); ``None`` for the
         minimal manager that only sleeps and wakes.
@@ -484,6 +486,8 @@ def run(
         next :func:`run` works.
     """
     __tracebackhide__ = True
+    if not strict_exception_groups:
+        warn_loose_exception_groups("corral.run(..., strict_exception_groups=False)")
     runner = setup_runner(
         clock,
         instruments,

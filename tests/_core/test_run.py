@@ -678,14 +678,14 @@ def test_strict_exception_groups_false_collapses_single_error() -> None:
         async with corral.open_nursery():
             raise KeyError("one")
 
-    with pytest.raises(KeyError):
+    with pytest.raises(KeyError), pytest.warns(DeprecationWarning):
         corral.run(main, strict_exception_groups=False)
 
     async def main2() -> None:
         async with corral.open_nursery(strict_exception_groups=False):
             raise KeyError("one")
 
-    with pytest.raises(KeyError):
+    with pytest.raises(KeyError), pytest.warns(DeprecationWarning):
         corral.run(main2)
 
 
