@@ -698,11 +698,16 @@ class CancelScope:
     def cancel_called(self) -> bool:
         """Read-only: whether cancellation was requested, by :meth:`cancel` or
         by the deadline passing. It does not mean a :exc:`Cancelled` was
-        raised; see :attr:`cancelled_caught` for that."""
+        raised; see :attr:`cancelled_caught` for that.
+
+        Raises:
+          RuntimeError: read outside a run while the scope is not cancelled
+            and not yet exited (as in Trio: answering means reading the
+            run's clock, even without a deadline).
+        """
         if (
             (self._active or not self._has_been_entered)
             and not self._cancel_called
-            and self._deadline != inf
             and _current_time() >= self._deadline
         ):
             # Report a passed deadline even before the run loop notices it.

@@ -448,3 +448,27 @@ def test_enter_outside_task() -> None:
     with pytest.raises(RuntimeError, match=r"^must be called from async context$"):
         with corral.CancelScope():
             pass  # pragma: no cover
+
+
+def test_cancel_called_outside_a_run_is_as_in_trio() -> None:
+    # Answering reads the run's clock, so outside a run it raises, with or
+    # without a deadline...
+    for scope in (
+        corral.CancelScope(),
+        corral.CancelScope(deadline=5),
+        corral.CancelScope(relative_deadline=5),
+    ):
+        with pytest.raises(RuntimeError, match=r"^must be called from async context$"):
+            scope.cancel_called  # noqa: B018
+    # ...unless it is already cancelled, or was exited.
+    scope = corral.CancelScope()
+    scope.cancel()
+    assert scope.cancel_called
+
+    async def main() -> corral.CancelScope:
+        with corral.CancelScope() as exited:
+            pass
+        return exited
+
+    exited = corral.run(main)
+    assert exited.cancel_called is False
