@@ -78,6 +78,18 @@ from ._ssl import (
 # --- sockets (corral/_socket.py, corral/socket.py) ----------------------
 from . import socket as socket
 
+# --- high-level networking (corral/_highlevel_socket.py,
+# _highlevel_open_tcp_listeners.py, _highlevel_open_unix_stream.py) ---
+from ._highlevel_socket import (
+    SocketListener as SocketListener,
+    SocketStream as SocketStream,
+)
+from ._highlevel_open_tcp_listeners import (
+    open_tcp_listeners as open_tcp_listeners,
+    serve_tcp as serve_tcp,
+)
+from ._highlevel_open_unix_stream import open_unix_socket as open_unix_socket
+
 # --- files (corral/_file_io.py, _file_binary.py, _file_text.py, _path.py) ---
 from ._file_io import open_file as open_file, wrap_file as wrap_file
 from ._path import Path as Path, PosixPath as PosixPath, WindowsPath as WindowsPath

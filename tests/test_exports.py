@@ -40,11 +40,9 @@ NOT_PORTED = {
 # Names whose issue has not landed yet: issue number -> names.
 PENDING = {
     4: {"DTLSChannel", "DTLSChannelStatistics", "DTLSEndpoint",
-        "SocketListener", "SocketStream",
         "open_ssl_over_tcp_listeners", "open_ssl_over_tcp_stream",
-        "open_tcp_listeners", "open_tcp_stream", "open_unix_socket",
-        "serve_ssl_over_tcp", "serve_tcp", "FdStream",
-        "open_stream_to_socket_listener"},
+        "open_tcp_stream",
+        "serve_ssl_over_tcp", "FdStream"},
     # processes and signals have no issue yet
     0: {"Process", "run_process", "open_process", "open_signal_receiver"},
 }

@@ -47,6 +47,9 @@ from ._memory_streams import (
     memory_stream_pump as memory_stream_pump,
 )
 
+# --- high-level networking (corral/testing/_network.py) -------------------
+from ._network import open_stream_to_socket_listener as open_stream_to_socket_listener
+
 # --- cancel lab (corral/testing/_cancel_lab) ------------------------------
 from ._cancel_lab import (
     BackendTotals as BackendTotals,

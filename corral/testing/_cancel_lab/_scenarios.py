@@ -25,8 +25,8 @@ import tempfile
 from typing import Any
 
 from ... import socket as csocket
-from ..._abc import HalfCloseableStream
-from ..._core import BrokenResourceError, open_nursery
+from ..._core import open_nursery
+from ..._highlevel_socket import SocketStream
 from ._runner import CancelLab, Scenario
 
 _ADDRESS = ("127.0.0.1", 0)
@@ -207,39 +207,6 @@ async def file_roundtrip(lab: CancelLab, *, chunks: int = 5, size: int = 3000) -
             await r.aclose()
     finally:
         os.unlink(path)
-
-
-class SocketStream(HalfCloseableStream):
-    """A minimal stream over a ``corral.socket`` socket, for the TLS
-    scenario (corral's own ``SocketStream`` is not written yet)."""
-
-    def __init__(self, sock: Any) -> None:
-        self.socket = sock
-
-    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
-        view = memoryview(data)
-        try:
-            while view:
-                view = view[await self.socket.send(view) :]
-        except OSError as exc:
-            # Trio's stream contract: a transport error breaks the stream
-            # (SSLStream.aclose relies on it to ignore a peer that left).
-            raise BrokenResourceError(exc) from exc
-
-    async def wait_send_all_might_not_block(self) -> None:
-        await self.socket.wait_writable()
-
-    async def receive_some(self, max_bytes: int | None = None) -> bytes:
-        try:
-            return bytes(await self.socket.recv(max_bytes or 65536))
-        except OSError as exc:
-            raise BrokenResourceError(exc) from exc
-
-    async def send_eof(self) -> None:
-        self.socket.shutdown(_stdlib_socket.SHUT_WR)
-
-    async def aclose(self) -> None:
-        self.socket.close()
 
 
 _TLS: dict[str, Any] = {}
