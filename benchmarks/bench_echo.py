@@ -3,7 +3,8 @@ over loop-back TCP at 1, 16 and 256 connections, on corral, Trio, asyncio
 streams and uvloop streams, plus the server's CPU time per round trip.
 
     python benchmarks/bench_echo.py [--seconds S] [--warmup S] [--conns 1,16,256]
-                                    [--only NAME,...] [--pin] [--markdown FILE]
+                                    [--only NAME,...] [--pin MODE] [--repeat N]
+                                    [--markdown FILE]
 
 Each server is a small script in ``benchmarks/echo_servers/`` run as its own
 process (one per row and connection count). The load comes from
@@ -35,8 +36,12 @@ Rows:
   ``send_all`` (the Trio streams program with the import changed), when
   corral has ``serve_tcp``.
 
-One run per cell (the issue asks for one run); the machine is a shared
-2-vCPU VM, so expect +-5-10% between runs.
+One invocation measures every row side by side; by default one run per
+cell, ``--repeat N`` runs N rounds over all rows and keeps each cell's best
+rate and lowest CPU per round trip. The machine is a shared 2-vCPU
+VM: other jobs only ever make a cell slower, and the server CPU per round
+trip moves much less than the rate (check the server CPU %: below ~95% at
+16+ connections the server was preempted).
 
 CPU placement (``--pin``): on this VM waking a process that sleeps on the
 *other* vCPU costs ~40 us (an IPI to an idle vCPU), so with one connection
@@ -246,6 +251,7 @@ def main() -> None:
         help="CPU placement: split = server CPU 1 / client CPU 0, same = both CPU 0, "
         "auto = same for 1 connection, split otherwise (see the module docstring)",
     )
+    parser.add_argument("--repeat", type=int, default=1, help="runs per cell, keep the best")
     parser.add_argument("--markdown", default=None, help="also write the tables to this file")
     args = parser.parse_args()
     conns = [int(c) for c in args.conns.split(",")]
@@ -258,33 +264,62 @@ def main() -> None:
 
     import trio
 
+    # The servers import corral from this checkout (echo_servers/_common.py);
+    # report that one.
+    root = os.path.dirname(HERE)
+    sys.path.insert(0, root)
     import corral
+
+    try:
+        rev = subprocess.run(
+            ["git", "-C", root, "describe", "--always", "--dirty"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        rev = "no git"
 
     print(
         f"# {platform.node()} {platform.machine()} {os.cpu_count()} CPUs, Linux "
         f"{platform.release()}, Python {platform.python_version()}, trio {trio.__version__}, "
-        f"corral {getattr(corral, '__version__', '?')}; load average "
+        f"corral {getattr(corral, '__version__', '?')} ({os.path.dirname(corral.__file__)}, "
+        f"{rev}); load average "
         f"{os.getloadavg()[0]:.2f}; {args.seconds:g} s per cell after {args.warmup:g} s "
-        f"warm-up; --pin {args.pin}",
+        f"warm-up; --pin {args.pin}; best of {args.repeat}",
         flush=True,
     )
     results: dict[str, dict[int, Cell | str]] = {}
     for impl in impls:
-        row: dict[int, Cell | str] = {}
-        results[impl.name] = row
-        for c in conns:
-            try:
-                cell = measure(impl, c, args.seconds, args.warmup, args.pin)
-            except RuntimeError as exc:
-                print(f"{impl.name} @{c}: n/a ({exc})", flush=True)
-                row[c] = str(exc)
-                continue
-            row[c] = cell
-            print(
-                f"{impl.name} @{c}: {cell.rate:,.0f} rt/s, {cell.server_us:.1f} us CPU/rt, "
-                f"server {cell.server_pct:.0f}% client {cell.client_pct:.0f}%",
-                flush=True,
-            )
+        results[impl.name] = {}
+    # Best of --repeat, in rounds over every row so that a noisy minute on
+    # the shared machine hits all rows alike; other jobs only ever make a
+    # cell slower, so keep the highest rate and the lowest CPU per round trip.
+    for rnd in range(args.repeat):
+        for impl in impls:
+            row = results[impl.name]
+            for c in conns:
+                if isinstance(row.get(c), str):
+                    continue  # this server cannot start here
+                try:
+                    cell = measure(impl, c, args.seconds, args.warmup, args.pin)
+                except RuntimeError as exc:
+                    print(f"{impl.name} @{c}: n/a ({exc})", flush=True)
+                    row[c] = str(exc)
+                    continue
+                print(
+                    f"[{rnd + 1}/{args.repeat}] {impl.name} @{c}: {cell.rate:,.0f} rt/s, "
+                    f"{cell.server_us:.1f} us CPU/rt, server {cell.server_pct:.0f}% "
+                    f"client {cell.client_pct:.0f}%",
+                    flush=True,
+                )
+                best = row.get(c)
+                if isinstance(best, Cell):
+                    if cell.rate < best.rate:
+                        best.server_us = min(best.server_us, cell.server_us)
+                        continue
+                    cell.server_us = min(best.server_us, cell.server_us)
+                row[c] = cell
     out = table(results, conns)
     print()
     print(out)
