@@ -79,7 +79,8 @@ from ._ssl import (
 from . import socket as socket
 
 # --- high-level networking (corral/_highlevel_socket.py,
-# _highlevel_open_tcp_listeners.py, _highlevel_open_unix_stream.py) ---
+# _highlevel_open_tcp_listeners.py, _highlevel_open_unix_stream.py,
+# _highlevel_open_tcp_stream.py) ---
 from ._highlevel_socket import (
     SocketListener as SocketListener,
     SocketStream as SocketStream,
@@ -89,6 +90,7 @@ from ._highlevel_open_tcp_listeners import (
     serve_tcp as serve_tcp,
 )
 from ._highlevel_open_unix_stream import open_unix_socket as open_unix_socket
+from ._highlevel_open_tcp_stream import open_tcp_stream as open_tcp_stream
 
 # --- files (corral/_file_io.py, _file_binary.py, _file_text.py, _path.py) ---
 from ._file_io import open_file as open_file, wrap_file as wrap_file

@@ -41,7 +41,6 @@ NOT_PORTED = {
 PENDING = {
     4: {"DTLSChannel", "DTLSChannelStatistics", "DTLSEndpoint",
         "open_ssl_over_tcp_listeners", "open_ssl_over_tcp_stream",
-        "open_tcp_stream",
         "serve_ssl_over_tcp", "FdStream"},
     # processes and signals have no issue yet
     0: {"Process", "run_process", "open_process", "open_signal_receiver"},
