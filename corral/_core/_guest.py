@@ -127,9 +127,12 @@ def start_guest_run(
         only called from the host thread; optional, a faster variant.
       host_uses_signal_set_wakeup_fd: pass true if the host loop uses
         :func:`signal.set_wakeup_fd` (asyncio does); corral then leaves it
-        alone. The minimal I/O manager never installs it in guest mode.
+        alone. If false (the default, as in Trio), corral installs its own
+        wakeup fd for the run (main thread only) and warns if one was
+        already installed.
       Other arguments: as for :func:`corral.run` (``io_manager_factory`` is
-        called with ``guest=True``).
+        called with ``guest=True``, and ``install_wakeup_fd=True`` unless
+        the host uses ``set_wakeup_fd``).
 
     Raises:
       RuntimeError: already inside a run in this thread.
@@ -146,6 +149,7 @@ def start_guest_run(
         strict_exception_groups,
         io_manager_factory,
         guest=True,
+        install_wakeup_fd=not host_uses_signal_set_wakeup_fd,
     )
     runner.is_guest = True
     runner.guest_tick_scheduled = True

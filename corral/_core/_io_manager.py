@@ -15,7 +15,10 @@ that to decide whether the run is idle (``wait_all_tasks_blocked``, the
 autojump clock).
 
 The completion core (``corral._io``) supplies its own manager through
-``run(..., io_manager_factory=...)``; ``_core`` never imports it.
+``run(..., io_manager_factory=...)``; ``_core`` never imports it. The factory
+is called as ``factory(guest=bool)``, plus ``install_wakeup_fd=bool`` when
+that differs from its default ``not guest`` (a guest run whose host does not
+use :func:`signal.set_wakeup_fd`): see :func:`make_io_manager`.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import signal
 import socket
 import threading
 import warnings
+from collections.abc import Callable
 from typing import Protocol, runtime_checkable
 
 import attrs
@@ -80,13 +84,14 @@ class MinimalIOManager:
     """Sleeps until a timeout or a wakeup; performs no I/O.
 
     A wakeup is one byte written to a socketpair that ``get_events`` polls.
-    When the run is not a guest run and owns the main thread, the write end is
-    also installed with :func:`signal.set_wakeup_fd`, so a signal that arrives
+    When ``install_wakeup_fd`` is true (by default: when the run is not a
+    guest run) and the run owns the main thread, the write end is also
+    installed with :func:`signal.set_wakeup_fd`, so a signal that arrives
     just before the poll starts still wakes it (the Python-level handler only
     runs later, between bytecodes).
     """
 
-    def __init__(self, *, guest: bool = False) -> None:
+    def __init__(self, *, guest: bool = False, install_wakeup_fd: bool | None = None) -> None:
         self._rsock, self._wsock = socket.socketpair()
         self._rsock.setblocking(False)
         self._wsock.setblocking(False)
@@ -102,7 +107,9 @@ class MinimalIOManager:
         self._wakeups = 0
         self._closed = False
         self._old_wakeup_fd: int | None = None
-        if not guest and _is_main_thread():
+        if install_wakeup_fd is None:
+            install_wakeup_fd = not guest
+        if install_wakeup_fd and _is_main_thread():
             self._old_wakeup_fd = signal.set_wakeup_fd(
                 self._wsock.fileno(), warn_on_full_buffer=False
             )
@@ -172,3 +179,25 @@ class MinimalIOManager:
     def statistics(self) -> MinimalIOStatistics:
         """Return :class:`MinimalIOStatistics`."""
         return MinimalIOStatistics(wakeups_processed=self._wakeups)
+
+
+def make_io_manager(
+    factory: Callable[..., IOManager] | None, *, guest: bool, install_wakeup_fd: bool
+) -> IOManager:
+    """Build the run's I/O manager.
+
+    ``install_wakeup_fd``: the manager should install its wakeup socket with
+    :func:`signal.set_wakeup_fd` (main thread only), so that a signal wakes
+    a blocked wait. True for ordinary runs; for guest runs, true unless the
+    host uses ``set_wakeup_fd`` itself (``host_uses_signal_set_wakeup_fd``).
+
+    The keyword is passed only when it differs from ``not guest``, the
+    choice every manager made before the keyword existed: a factory written
+    for the one-argument call ``factory(guest=...)`` keeps working for every
+    run it could serve before.
+    """
+    if factory is None:
+        return MinimalIOManager(guest=guest, install_wakeup_fd=install_wakeup_fd)
+    if install_wakeup_fd == (not guest):
+        return factory(guest=guest)
+    return factory(guest=guest, install_wakeup_fd=install_wakeup_fd)

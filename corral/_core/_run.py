@@ -28,7 +28,7 @@ from ._deprecate import warn_loose_exception_groups
 from ._entry_queue import CorralToken, EntryQueue
 from ._exceptions import Cancelled, CorralInternalError, RunFinishedError
 from ._instrumentation import Instruments
-from ._io_manager import IOManager, MinimalIOManager
+from ._io_manager import IOManager, make_io_manager
 from ._ki import KIManager, enable_ki_protection
 from ._nursery import Nursery, open_nursery
 from ._parking_lot import GLOBAL_PARKING_LOT_BREAKER
@@ -421,17 +421,21 @@ def setup_runner(
     io_manager_factory: Callable[..., IOManager] | None,
     *,
     guest: bool = False,
+    install_wakeup_fd: bool = True,
 ) -> Runner:
-    """Create a Runner and install it as the thread's current run."""
+    """Create a Runner and install it as the thread's current run.
+
+    ``install_wakeup_fd``: whether the I/O manager installs its wakeup
+    socket with :func:`signal.set_wakeup_fd` (false for a guest run whose
+    host uses it; see :func:`~corral._core._io_manager.make_io_manager`)."""
     if hasattr(GLOBAL_RUN_CONTEXT, "runner"):
         raise RuntimeError("Attempted to call run() from inside a run()")
     if clock is None:
         clock = SystemClock()
     instrument_group = Instruments(instruments)
-    if io_manager_factory is None:
-        io_manager: IOManager = MinimalIOManager(guest=guest)
-    else:
-        io_manager = io_manager_factory(guest=guest)
+    io_manager = make_io_manager(
+        io_manager_factory, guest=guest, install_wakeup_fd=install_wakeup_fd
+    )
     ki_manager = KIManager()
     runner = Runner(
         clock=clock,

@@ -14,7 +14,10 @@ that does every socket op through AFD polls, only when requested).
 * A backend requested explicitly (argument or environment) that cannot
   start raises :exc:`BackendUnavailableError`; nothing falls back.
 
-Every backend is constructed as ``Cls(pool, *, guest=bool, **options)``.
+Every backend is constructed as ``Cls(pool, *, guest=bool,
+install_wakeup_fd=bool | None, **options)`` (``install_wakeup_fd``: install
+the signal wakeup socket with ``signal.set_wakeup_fd``; ``None`` means ``not
+guest``).
 """
 
 from __future__ import annotations
@@ -114,7 +117,8 @@ def make_io_manager_factory(
     buffers: int | None = None,
     **options: Any,
 ) -> Callable[..., Backend]:
-    """Return ``factory(guest=False) -> Backend`` for ``_core.run``.
+    """Return ``factory(guest=False, install_wakeup_fd=None) -> Backend`` for
+    ``_core.run`` (``docs/internals.md``).
 
     Validation of the arguments happens here, at the call; starting the
     backend (and any fallback) happens when the run calls the factory.
@@ -137,12 +141,14 @@ def make_io_manager_factory(
     if not 0 < count <= 32768:
         raise ValueError(f"pool_buffers must be in 1..32768, not {count}")
 
-    def factory(guest: bool = False) -> Backend:
+    def factory(guest: bool = False, install_wakeup_fd: bool | None = None) -> Backend:
         pool = BufferPool(size, count, debug=bool(debug))
         try:
             if name is not None:
                 try:
-                    return _backend_class(name)(pool, guest=guest, **options)  # type: ignore[no-any-return]
+                    return _backend_class(name)(  # type: ignore[no-any-return]
+                        pool, guest=guest, install_wakeup_fd=install_wakeup_fd, **options
+                    )
                 except (OSError, ImportError, AttributeError) as exc:
                     # AttributeError: a module for another platform (epoll on
                     # Windows) imported but lacks the platform's constants.
@@ -155,7 +161,9 @@ def make_io_manager_factory(
             reasons: list[str] = []
             for candidate in default_order():
                 try:
-                    chosen: Backend = _backend_class(candidate)(pool, guest=guest, **options)
+                    chosen: Backend = _backend_class(candidate)(
+                        pool, guest=guest, install_wakeup_fd=install_wakeup_fd, **options
+                    )
                 except (OSError, ImportError) as exc:
                     reasons.append(f"{candidate} unavailable: {exc}")
                     continue

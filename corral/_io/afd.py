@@ -78,9 +78,15 @@ class AfdBackend(IocpBackend):
         guest: bool = False,
         max_events: int = 256,
         afd_group_size: int = 500,
+        install_wakeup_fd: bool | None = None,
     ) -> None:
         IocpBackend.__init__(
-            self, pool, guest=guest, max_events=max_events, afd_group_size=afd_group_size
+            self,
+            pool,
+            guest=guest,
+            max_events=max_events,
+            afd_group_size=afd_group_size,
+            install_wakeup_fd=install_wakeup_fd,
         )
         self.capabilities = Capabilities(
             multishot=False, provided_buffers=False, native_file_ops=False, raw_ops=False

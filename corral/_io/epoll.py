@@ -185,15 +185,19 @@ class EpollBackend(Attempts, Backend):
 
     Args:
       pool: the run's buffer pool.
-      guest: guest mode (``get_events`` runs in another thread; signals are
-        the host's business, so no ``set_wakeup_fd``).
+      guest: guest mode (``get_events`` runs in another thread).
+      install_wakeup_fd: install the signal wakeup socket with
+        ``signal.set_wakeup_fd`` (main thread only); ``None`` means ``not
+        guest``. The run passes False for a guest whose host uses it.
 
     Raises ``OSError`` at construction if epoll is unavailable.
     """
 
     name = "epoll"
 
-    def __init__(self, pool: BufferPool, *, guest: bool = False) -> None:
+    def __init__(
+        self, pool: BufferPool, *, guest: bool = False, install_wakeup_fd: bool | None = None
+    ) -> None:
         Backend.__init__(
             self,
             pool,
@@ -279,7 +283,9 @@ class EpollBackend(Attempts, Backend):
         ):
             self._table[cls] = (first, again, line, nonblock, order)
         self._old_wakeup_fd: int | None = None
-        if not guest and threading.current_thread() is threading.main_thread():
+        if install_wakeup_fd is None:
+            install_wakeup_fd = not guest
+        if install_wakeup_fd and threading.current_thread() is threading.main_thread():
             self._old_wakeup_fd = signal.set_wakeup_fd(
                 self._wake_w.fileno(), warn_on_full_buffer=False
             )

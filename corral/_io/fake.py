@@ -48,6 +48,9 @@ class FakeKernel(Backend):
       auto_cancel: act on cancel requests by completing with ``-ECANCELED``
         on the next turn (default ``False``: the test decides).
       guest: passed by the run for guest mode.
+      install_wakeup_fd: install the signal wakeup socket with
+        ``signal.set_wakeup_fd`` (main thread only); ``None`` means ``not
+        guest``. The run passes False for a guest whose host uses it.
     """
 
     name = "fake"
@@ -58,6 +61,7 @@ class FakeKernel(Backend):
         *,
         auto_cancel: bool = False,
         guest: bool = False,
+        install_wakeup_fd: bool | None = None,
     ) -> None:
         Backend.__init__(
             self,
@@ -71,7 +75,7 @@ class FakeKernel(Backend):
         #: next turn, or None to leave the op pending.
         self.auto: dict[str, Callable[[Operation], int | None]] = {"nop": lambda op: 0}
         self._table = SlotTable()
-        self._waker = MinimalIOManager(guest=guest)
+        self._waker = MinimalIOManager(guest=guest, install_wakeup_fd=install_wakeup_fd)
         self._cqes: list[tuple[int, int, int, Lease | None]] = []
         #: Every submission, in order: (token, op).
         self.submissions: list[tuple[int, Operation]] = []

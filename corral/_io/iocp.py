@@ -134,8 +134,10 @@ class IocpBackend(IocpOps, Backend):
 
     Args:
       pool: the run's buffer pool.
-      guest: guest mode (waits happen in another thread; the signal wakeup
-        socket is then not installed).
+      guest: guest mode (waits happen in another thread).
+      install_wakeup_fd: install the signal wakeup socket with
+        ``signal.set_wakeup_fd`` (main thread only); ``None`` means ``not
+        guest``. The run passes False for a guest whose host uses it.
       max_events: completions dequeued per wait.
       afd_group_size: sockets per ``\\Device\\Afd`` handle.
     """
@@ -149,6 +151,7 @@ class IocpBackend(IocpOps, Backend):
         guest: bool = False,
         max_events: int = MAX_EVENTS,
         afd_group_size: int = 500,
+        install_wakeup_fd: bool | None = None,
     ) -> None:
         libs = w.load()
         self._k32 = libs.kernel32
@@ -208,7 +211,9 @@ class IocpBackend(IocpOps, Backend):
             self._signal_block: Any = None
             self._sig_r: socket.socket | None = None
             self._sig_w: socket.socket | None = None
-            self._setup_signal_wakeup(guest)
+            self._setup_signal_wakeup(
+                guest if install_wakeup_fd is None else not install_wakeup_fd
+            )
         except BaseException:
             self._k32.CloseHandle(port)
             raise

@@ -182,6 +182,9 @@ class UringBackend(Backend):
       pool: the run's buffer pool (registered as the provided-buffer ring).
       entries / cq_entries: ring sizes (the kernel rounds up to powers of 2).
       guest: guest mode (waits happen in another thread: no SINGLE_ISSUER).
+      install_wakeup_fd: install the signal wakeup socket with
+        ``signal.set_wakeup_fd`` (main thread only); ``None`` means ``not
+        guest``. The run passes False for a guest whose host uses it.
       refuse_errno: simulate a refusing kernel (tests).
     """
 
@@ -194,6 +197,7 @@ class UringBackend(Backend):
         entries: int = 256,
         cq_entries: int | None = None,
         guest: bool = False,
+        install_wakeup_fd: bool | None = None,
         refuse_errno: int | None = None,
     ) -> None:
         ring = _ring.Ring(
@@ -306,7 +310,9 @@ class UringBackend(Backend):
         self._sig_r.setblocking(False)
         self._sig_w.setblocking(False)
         self._old_wakeup_fd: int | None = None
-        if not guest and threading.current_thread() is threading.main_thread():
+        if install_wakeup_fd is None:
+            install_wakeup_fd = not guest
+        if install_wakeup_fd and threading.current_thread() is threading.main_thread():
             self._old_wakeup_fd = signal.set_wakeup_fd(
                 self._sig_w.fileno(), warn_on_full_buffer=False
             )
