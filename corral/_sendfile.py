@@ -17,8 +17,12 @@ As with ``send_all``, a cancelled transfer leaves the stream mid-message.
 from __future__ import annotations
 
 import errno
-import fcntl
 import os
+
+try:
+    import fcntl
+except ImportError:  # Windows: no splice(2), so no pipe to resize
+    fcntl = None  # type: ignore[assignment]
 import time
 from typing import Any
 

@@ -412,6 +412,8 @@ class _SocketType(_Receiving, SocketType):
         kernel reports the socket readable (data, EOF or a pending error)."""
         if self._stash is not None:
             return True
+        if sys.platform == "win32":  # no poll(); select() takes sockets there
+            return bool(select.select([self._sock], [], [], 0)[0])
         poller = select.poll()
         poller.register(self._sock, select.POLLIN)
         return bool(poller.poll(0))
@@ -486,7 +488,7 @@ class _SocketType(_Receiving, SocketType):
                 self._family, self._type | _SOCK_NONBLOCK, self._proto, new_fd
             )
         except BaseException:
-            os.close(new_fd)
+            _stdlib_socket.close(new_fd)
             raise
         try:
             address = sock.getpeername()

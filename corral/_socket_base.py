@@ -126,7 +126,7 @@ def _close_unclaimed_fd(op: Operation) -> None:
     """Callback of accept ops: at the run's shutdown nobody waits for the op
     any more, and a connection accepted then must not leak its fd."""
     if op.res >= 0:
-        os.close(op.res)
+        _stdlib_socket.close(op.res)  # os.close cannot close a Windows socket
 
 
 class _SocketCore:
@@ -190,7 +190,7 @@ class _SocketCore:
                 return
         fd, self._closing_fd = self._closing_fd, -1
         if fd >= 0:
-            os.close(fd)
+            _stdlib_socket.close(fd)
 
     ################################################################
     # The op paths shared by several methods
@@ -239,7 +239,7 @@ class _SocketCore:
     def _discard(op: Operation, result: Any) -> None:
         # A result that arrived for a socket closed meanwhile.
         if isinstance(op, AcceptOp):
-            os.close(result)
+            _stdlib_socket.close(result)
         elif result is not None and isinstance(op, RecvPoolOp):
             result.release()
 

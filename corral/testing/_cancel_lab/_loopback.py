@@ -452,7 +452,11 @@ def _socket_over(fd: int, family: int | None = None) -> socket.socket:
 
 def _is_socket(fd: int) -> bool:
     # Windows: C runtime fds (files) and SOCKET handles share the int space.
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM, 0, fileno=fd)
+    try:
+        # (Windows' constructor itself rejects what is no socket: WSAENOTSOCK.)
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM, 0, fileno=fd)
+    except OSError:
+        return False
     try:
         s.getsockopt(socket.SOL_SOCKET, socket.SO_TYPE)
     except OSError:
