@@ -80,7 +80,7 @@ from . import socket as socket
 
 # --- high-level networking (corral/_highlevel_socket.py,
 # _highlevel_open_tcp_listeners.py, _highlevel_open_unix_stream.py,
-# _highlevel_open_tcp_stream.py) ---
+# _highlevel_open_tcp_stream.py, _highlevel_ssl_helpers.py) ---
 from ._highlevel_socket import (
     SocketListener as SocketListener,
     SocketStream as SocketStream,
@@ -91,6 +91,11 @@ from ._highlevel_open_tcp_listeners import (
 )
 from ._highlevel_open_unix_stream import open_unix_socket as open_unix_socket
 from ._highlevel_open_tcp_stream import open_tcp_stream as open_tcp_stream
+from ._highlevel_ssl_helpers import (
+    open_ssl_over_tcp_listeners as open_ssl_over_tcp_listeners,
+    open_ssl_over_tcp_stream as open_ssl_over_tcp_stream,
+    serve_ssl_over_tcp as serve_ssl_over_tcp,
+)
 
 # --- files (corral/_file_io.py, _file_binary.py, _file_text.py, _path.py) ---
 from ._file_io import open_file as open_file, wrap_file as wrap_file

@@ -40,8 +40,7 @@ NOT_PORTED = {
 # Names whose issue has not landed yet: issue number -> names.
 PENDING = {
     4: {"DTLSChannel", "DTLSChannelStatistics", "DTLSEndpoint",
-        "open_ssl_over_tcp_listeners", "open_ssl_over_tcp_stream",
-        "serve_ssl_over_tcp", "FdStream"},
+        "FdStream"},
     # processes and signals have no issue yet
     0: {"Process", "run_process", "open_process", "open_signal_receiver"},
 }
