@@ -600,3 +600,54 @@ def test_serve_tcp_survives_emfile() -> None:
         drainer.join(30)
     assert proc.returncode == 0, "".join(err_lines)
     assert out == b"clean exit\n"
+
+
+# -- the examples built on serve_tcp -------------------------------------------------
+
+EXAMPLES = __import__("pathlib").Path(__file__).resolve().parent.parent / "examples"
+
+
+def test_chat_server_example_selftest() -> None:
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(EXAMPLES / "chat_server.py"),
+            "--selftest",
+            "--backend",
+            current_backend_name(),
+        ],
+        capture_output=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr.decode()
+    assert result.stdout == b"chat server: selftest passed\n"
+
+
+def test_echo_server_and_client_examples() -> None:
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            str(EXAMPLES / "tcp_echo_server.py"),
+            "--port",
+            "0",
+            "--backend",
+            current_backend_name(),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        assert server.stdout is not None
+        line = server.stdout.readline().decode()
+        assert line.startswith("echo server: listening on ('127.0.0.1', "), line
+        port = line.rsplit(" ", 1)[1].rstrip(")\n")
+        client = subprocess.run(
+            [sys.executable, str(EXAMPLES / "tcp_echo_client.py"), "--port", port, "--count", "3"],
+            capture_output=True,
+            timeout=60,
+        )
+        assert client.returncode == 0, client.stderr.decode()
+        assert client.stdout.decode().endswith("echo client: all 24 bytes came back\n")
+    finally:
+        server.kill()
+        server.wait()
