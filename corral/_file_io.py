@@ -304,7 +304,8 @@ async def open_file(
         if not closefd:
             raise ValueError("Cannot use closefd=False with file name")
         if (isinstance(name, str) and "\0" in name) or (isinstance(name, bytes) and b"\0" in name):
-            raise ValueError("embedded null byte")
+            # (open()'s own words, which differ on Windows.)
+            raise ValueError("embedded null character" if os.name == "nt" else "embedded null byte")
         if opener is None:
             fd = await engine.open_fd(name, m.flags, 0o666)
         else:

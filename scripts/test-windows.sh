@@ -34,6 +34,10 @@ if [ "$paths" = no ]; then
         tests/test_sync.py \
         tests/test_channel.py \
         tests/test_threads.py \
+        tests/test_timeouts.py \
+        tests/test_socket.py \
+        tests/test_highlevel_generic.py \
+        tests/test_file_io.py \
         tests/testing
 fi
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import sys
 import threading
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
@@ -20,7 +21,10 @@ from corral._io import _ring
 ENGINES: list[str] = []
 if _ring.unavailable_reason(check_kernel=True) is None:
     ENGINES += ["io_uring", "threads"]
-if importlib.util.find_spec("corral._io.epoll") is not None:
+if sys.platform == "win32":
+    # Worker threads: the IOCP backend has no native file ops (yet).
+    ENGINES.append("iocp")
+elif importlib.util.find_spec("corral._io.epoll") is not None:
     ENGINES.append("epoll")
 
 _current = {"engine": "io_uring"}
@@ -43,13 +47,17 @@ def current_engine() -> str:
 def run_on_engine(fn: Callable[..., Awaitable[Any]], *args: Any, **kwargs: Any) -> Any:
     """The run function of these tests: corral.run on the current engine's
     backend."""
-    backend = "epoll" if _current["engine"] == "epoll" else "io_uring"
+    engine = _current["engine"]
+    backend = engine if engine in ("epoll", "iocp") else "io_uring"
     return corral.run(fn, *args, backend=backend, **kwargs)
 
 
 def open_fds() -> set[int]:
     """The process's open descriptors (from /proc/self/fd), without the one
     used to list them (its number varies, so it would look like a leak)."""
+    if sys.platform == "win32":
+        # No /proc: probe the C runtime's fds (allocated lowest first).
+        return {fd for fd in range(1024) if _is_open(fd)}
     dfd = os.open("/proc/self/fd", os.O_RDONLY | os.O_DIRECTORY)
     try:
         return {int(n) for n in os.listdir(dfd)} - {dfd}
@@ -89,7 +97,21 @@ async def assert_no_new_fds(before: set[int]) -> None:
     assert leaked == {}
 
 
+def _is_open(fd: int) -> bool:
+    try:
+        os.fstat(fd)
+    except OSError:
+        return False
+    return True
+
+
 def _describe(fd: int) -> str:
+    if sys.platform == "win32":  # no /proc: the file's identity instead of its path
+        try:
+            st = os.fstat(fd)
+        except OSError:
+            return "?"
+        return f"file {st.st_dev}:{st.st_ino}"
     try:
         return os.readlink(f"/proc/self/fd/{fd}")
     except OSError:  # pragma: no cover

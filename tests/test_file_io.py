@@ -132,7 +132,14 @@ async def compare(
             aopened = ("ok", None)
 
     def same_names(outcomes: Any) -> Any:
-        return repr(outcomes).replace(str(async_path), str(sync_path))
+        text = repr(outcomes)
+        a, s = str(async_path), str(sync_path)
+        # Each repr level (an OSError's str, then this repr) doubles the
+        # backslashes of a Windows path.
+        for _ in range(3):
+            text = text.replace(a, s)
+            a, s = a.replace("\\", "\\\\"), s.replace("\\", "\\\\")
+        return text
 
     assert same_names(aopened) == same_names(opened)
     assert same_names(got) == same_names(expected)
@@ -353,6 +360,7 @@ async def test_cancelled_open_does_nothing(tmp_path: SyncPath) -> None:
     assert not target.exists()
 
 
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="Windows has no FIFOs (os.mkfifo)")
 async def test_cancelled_blocked_open_is_interrupted_without_leak(tmp_path: SyncPath) -> None:
     fifo = tmp_path / "fifo"
     os.mkfifo(fifo)

@@ -487,8 +487,12 @@ def test_concurrent_receivers_are_busy(backend: str) -> None:
     on(backend, main)
 
 
-async def fill_send_buffer(sock: Any) -> None:
+async def fill_send_buffer(sock: Any, peer: Any = None) -> None:
     sock.setsockopt(stdlib_socket.SOL_SOCKET, stdlib_socket.SO_SNDBUF, 4096)
+    if peer is not None:
+        # A TCP pair (socketpair on Windows): a fixed receive buffer, or the
+        # kernel's autotuning opens the window again after the fill.
+        peer.setsockopt(stdlib_socket.SOL_SOCKET, stdlib_socket.SO_RCVBUF, 4096)
     while True:
         with corral.move_on_after(0.05):
             await sock.send(b"x" * 65536)
@@ -505,8 +509,8 @@ def test_close_wakes_waiters_with_closed_resource_error(backend: str) -> None:
         fds = [s.fileno() for s in (a, b, c, d, listener)]
         await listener.bind(("127.0.0.1", 0))
         listener.listen(1)
-        await fill_send_buffer(a)
-        await fill_send_buffer(c)
+        await fill_send_buffer(a, b)
+        await fill_send_buffer(c, d)
         closed: list[str] = []
 
         async def expect_closed(name: str, fn: Callable[[], Awaitable[Any]]) -> None:
