@@ -449,7 +449,16 @@ async def check_two_way_stream(
                 chunk = await stream.receive_some(chunk_rng.randint(1, chunk_size_max))
                 assert chunk
                 got += chunk
-            assert got == expected
+            if got != expected:
+                # Say where, not what: a plain ``assert got == expected`` on
+                # 1 MiB makes pytest's assertion rewriting (which applies to
+                # this module, shipped in a pytest plugin package) build a
+                # diff of both megabytes, which takes minutes.
+                at = next(i for i, (a, b) in enumerate(zip(got, expected)) if a != b)
+                raise AssertionError(
+                    f"full-duplex transfer corrupted the data: first difference "
+                    f"at byte {at} of {len(expected)}"
+                )
 
         async with open_nursery() as nursery:
             nursery.start_soon(sender, s1, test_data, 0)
