@@ -208,6 +208,23 @@ class Runner:
         if self.instruments:
             self.instruments.call("task_scheduled", task)
 
+    def reschedule_io(self, task: Task, next_send: Any) -> None:
+        """:meth:`reschedule` for the I/O manager's wake-ups, from
+        ``process_events`` (in the run thread, inside the KI-protected run
+        loop). It skips what cannot apply there: the sanity asserts, and the
+        sleep-timer check (a task parked on an I/O operation waits in
+        ``wait_task_rescheduled``, never in a sleep)."""
+        task._next_send_fn = task._coro_send
+        task._next_send = next_send
+        task._abort_func = None
+        task.custom_sleep_data = None
+        runq = self.runq
+        if self.is_guest and not runq:
+            self.force_guest_tick_asap()
+        runq.append(task)
+        if self.instruments:
+            self.instruments.call("task_scheduled", task)
+
     def spawn_impl(
         self,
         async_fn: Callable[..., Awaitable[object]],
@@ -600,10 +617,11 @@ def unrolled_run(
             if instruments and "after_io_wait" in instruments:
                 instruments.call("after_io_wait", timeout)
 
-            # Read the clock only when something could be due.
+            # Read the clock only when something could be due, and once.
             heap = deadlines._heap
-            if heap and heap[0][0] <= clock.current_time():
-                if deadlines.expire(clock.current_time(), runner):
+            if heap:
+                now = clock.current_time()
+                if heap[0][0] <= now and deadlines.expire(now, runner):
                     idle_primed = 0
 
             # Idle means: nothing runnable, and the I/O wait ran its whole

@@ -203,12 +203,34 @@ class Backend:
         self._local: list[tuple[Operation, int]] = []
         # Buffer-selecting ops parked after ENOBUFS -> their pool callback.
         self._buffer_waits: dict[Operation, Any] = {}
-        # Imported here, not at module level: _core's names load lazily
-        # relative to _io (imports point down, but _core is built in
-        # parallel with this package).
-        from .._core import reschedule
 
-        self._reschedule = reschedule
+    def _reschedule(self, task: Any, value: Any) -> None:
+        """Wake ``task`` parked on an op (from ``process_events``). The first
+        call binds the fast version for the rest of the run (see
+        :meth:`_bind_reschedule`)."""
+        self._bind_reschedule()(task, value)
+
+    def _bind_reschedule(self) -> Any:
+        """Bind ``self._reschedule`` to the running runner's
+        ``reschedule_io``: no public-accessor frame, no asserts, no sleep
+        check (a task parked on an op is never in a sleep). The runner does
+        not exist yet when the backend is built, hence the late binding.
+        Outside a run (a test driving a backend by hand) the public
+        ``reschedule`` is used."""
+        from .._core._run_context import GLOBAL_RUN_CONTEXT
+
+        runner = getattr(GLOBAL_RUN_CONTEXT, "runner", None)
+        fast = getattr(runner, "reschedule_io", None)
+        if fast is None:
+            # Imported here, not at module level: _core's names load lazily
+            # relative to _io (imports point down, but _core is built in
+            # parallel with this package).
+            from .._core import reschedule
+
+            return reschedule
+        # An instance attribute: shadows the method above from now on.
+        self._reschedule = fast  # type: ignore[method-assign]
+        return fast
 
     # -- the I/O-manager interface (docs/internals.md) --------------------
 

@@ -272,7 +272,6 @@ class UringBackend(Backend):
         #: Cancel requests that found the SQ full and the kernel pushing back.
         self._cancel_backlog: list[int] = []
         self._wakeups_seen = 0
-        self._fast_reschedule: Any = None
         self._stale = 0
         self._cancel_results: dict[int, int] = {}
         self._guest = guest
@@ -512,9 +511,7 @@ class UringBackend(Backend):
         gens = self._gens
         free = self._free
         pool = self.pool
-        reschedule = self._fast_reschedule
-        if reschedule is None:
-            reschedule = self._bind_reschedule()
+        reschedule = self._reschedule
         done = 0
         for i in range(n):
             ud = uds[i]
@@ -561,17 +558,6 @@ class UringBackend(Backend):
                 op.lease = None
                 lease.release()
         self._completed += done
-
-    def _bind_reschedule(self) -> Any:
-        # The runner's own bound method skips the public accessor's run
-        # lookup and KI-protection wrapper; process_events already runs
-        # inside the KI-protected run loop.
-        from .._core._run_context import GLOBAL_RUN_CONTEXT
-
-        runner = getattr(GLOBAL_RUN_CONTEXT, "runner", None)
-        reschedule = getattr(runner, "reschedule", None) or self._reschedule
-        self._fast_reschedule = reschedule
-        return reschedule
 
     def _internal_cqe(self, ud: int, res: int, fl: int) -> None:
         if fl & _F_BUFFER:  # pragma: no cover - internal requests select no buffer

@@ -207,3 +207,29 @@ def test_multishot_outside_a_run() -> None:
     coro = perform(RecvMultishotOp(0))
     with pytest.raises(RuntimeError, match=r"^must be called from async context$"):
         coro.send(None)
+
+
+def test_io_wakeups_use_the_runners_lean_reschedule(backend: str) -> None:
+    # A task woken by a completion goes through Runner.reschedule_io, which
+    # still tells instruments and leaves the task as reschedule() would.
+    from corral._core._run_context import GLOBAL_RUN_CONTEXT
+    from corral._io.ops import NopOp
+
+    scheduled: list[Any] = []
+
+    class Recorder(corral.abc.Instrument):
+        def task_scheduled(self, task: Any) -> None:
+            scheduled.append(task)
+
+    async def main() -> None:
+        task = corral.lowlevel.current_task()
+        task.custom_sleep_data = "stale"
+        corral.lowlevel.add_instrument(Recorder())
+        assert await perform(NopOp()) is None
+        runner = GLOBAL_RUN_CONTEXT.runner
+        assert current_backend()._reschedule == runner.reschedule_io
+        assert task in scheduled
+        assert task.custom_sleep_data is None
+        assert task._abort_func is None
+
+    run_on(backend, main)
