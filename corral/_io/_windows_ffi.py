@@ -150,6 +150,7 @@ ffi.cdef(
     int setsockopt(SOCKET, int, int, const void *, int);
     int getsockopt(SOCKET, int, int, void *, int *);
     int getsockname(SOCKET, void *, int *);
+    int getpeername(SOCKET, void *, int *);
     int bind(SOCKET, const void *, int);
     int closesocket(SOCKET);
     int shutdown(SOCKET, int);

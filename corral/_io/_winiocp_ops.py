@@ -502,6 +502,11 @@ class IocpOps:
         if rc:
             self._sock.close_socket(new)
             return rc
+        # (AcceptEx wrote both addresses into the op's buffer too, but
+        # reading them back takes GetAcceptExSockaddrs, one more extension
+        # pointer; with the context updated, getpeername answers.)
+        if isinstance(op, AcceptOp):  # (not the multishot emulation)
+            op.peer_address = self._sock.peer_address(new)
         return new
 
     def _start_connect(self, op: ConnectOp, sub: Submission) -> int | None:

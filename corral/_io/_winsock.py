@@ -40,6 +40,7 @@ import struct
 from typing import Any
 
 from . import _windows_ffi as w
+from ._sockaddr import decode_sockaddr
 from ._winerrors import errno_from_winerror
 
 _ffi = w.ffi
@@ -132,6 +133,15 @@ class SocketHelpers:
         if self._ws2.getsockname(sock, buf, size) != 0:
             return self.last_errno()
         return bytes(_ffi.buffer(buf, size[0]))
+
+    def peer_address(self, sock: int) -> object:
+        """``sock``'s peer as ``socket.getpeername`` gives it (what
+        ``AcceptOp.peer_address`` reports), or ``None`` if it has none."""
+        buf = _ffi.new("char[]", 128)
+        size = _ffi.new("int *", 128)
+        if self._ws2.getpeername(sock, buf, size) != 0:
+            return None
+        return decode_sockaddr(bytes(_ffi.buffer(buf, size[0])))
 
     def family(self, sock: int) -> int:
         """``sock``'s address family (0 if it cannot be found)."""

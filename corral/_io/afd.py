@@ -43,7 +43,7 @@ from ._winafd import POLLIN, POLLOUT
 from ._winerrors import errno_from_winerror
 from ._winiocp_ops import Submission
 from .iocp import IocpBackend
-from .ops import IN_FLIGHT, ConnectOp, Operation, RecvmsgOp, SendmsgOp
+from .ops import IN_FLIGHT, AcceptOp, ConnectOp, Operation, RecvmsgOp, SendmsgOp
 from .pool import BufferPool
 
 _ffi = w.ffi
@@ -295,6 +295,8 @@ class AfdBackend(IocpBackend):
             if new == w.INVALID_SOCKET:
                 return self._wsa_errno()
             self._k32.SetHandleInformation(_ffi.cast("HANDLE", new), w.HANDLE_FLAG_INHERIT, 0)
+            if isinstance(op, AcceptOp):  # (not the multishot emulation)
+                op.peer_address = self._sock.peer_address(new)
             return int(new)
 
         return self._attempt(op, sub, POLLIN, call)

@@ -533,9 +533,9 @@ class AcceptOp(_FdOp):
     After a successful completion, :attr:`peer_address` is the connection's
     peer address as :meth:`socket.socket.accept` would return it, when the
     backend reports it (io_uring fills a sockaddr, the epoll adapter gets it
-    from accept4); it is ``None`` before that, after a failure, and on
-    backends that do not report it (the fake kernel, the Windows backends):
-    then ask the connection (``getpeername``).
+    from accept4, the Windows backends from getpeername); it is ``None``
+    before that, after a failure, and on backends that do not report it
+    (the fake kernel): then ask the connection (``getpeername``).
     """
 
     __slots__ = ("flags", "peer_address")
