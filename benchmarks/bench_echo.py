@@ -221,20 +221,33 @@ def table(results: dict[str, dict[int, Cell | str]], conns: list[int]) -> str:
             else:
                 cells += ["n/a", "-"]
         lines.append("| " + " | ".join(cells) + " |")
-    lines += ["", "Server CPU per round trip (us), server CPU % / client CPU %:", ""]
-    head = ["server"] + [f"us/rt @{c}" for c in conns] + [f"CPU % @{c}" for c in conns]
+    lines += [
+        "",
+        "Server CPU per round trip (us); trio's CPU per round trip / the row's (the",
+        "throughput ratio a CPU-bound server would reach on an idle machine);",
+        "server CPU % / client CPU %:",
+        "",
+    ]
+    head = (
+        ["server"]
+        + [f"us/rt @{c}" for c in conns]
+        + [f"CPU vs trio @{c}" for c in conns]
+        + [f"CPU % @{c}" for c in conns]
+    )
     lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for name, row in results.items():
-        us, pct = [], []
+        us, eff, pct = [], [], []
         for c in conns:
-            cell = row.get(c)
+            cell, b = row.get(c), base.get(c)
             if isinstance(cell, Cell):
                 us.append(f"{cell.server_us:.1f}")
+                eff.append(f"{b.server_us / cell.server_us:.2f}x" if isinstance(b, Cell) else "-")
                 pct.append(f"{cell.server_pct:.0f} / {cell.client_pct:.0f}")
             else:
                 us.append("n/a")
+                eff.append("-")
                 pct.append("-")
-        lines.append("| " + " | ".join([name, *us, *pct]) + " |")
+        lines.append("| " + " | ".join([name, *us, *eff, *pct]) + " |")
     return "\n".join(lines)
 
 
