@@ -454,7 +454,7 @@ async def check_two_way_stream(
                 # 1 MiB makes pytest's assertion rewriting (which applies to
                 # this module, shipped in a pytest plugin package) build a
                 # diff of both megabytes, which takes minutes.
-                at = next(i for i, (a, b) in enumerate(zip(got, expected)) if a != b)
+                at = next(i for i, (a, b) in enumerate(zip(got, expected, strict=False)) if a != b)
                 raise AssertionError(
                     f"full-duplex transfer corrupted the data: first difference "
                     f"at byte {at} of {len(expected)}"
