@@ -262,8 +262,9 @@ async def mkdir(path: Any, mode: int = 0o777) -> None:
         await to_thread_run_sync(os.mkdir, filename, mode)
 
 
-async def rename(src: Any, dst: Any) -> None:
-    """rename(2) (replaces an existing destination where rename(2) does)."""
+async def rename(src: Any, dst: Any, *, replace: bool = False) -> None:
+    """rename(2) (replaces an existing destination where rename(2) does;
+    ``replace=True`` replaces it on Windows too, as :func:`os.replace`)."""
     source, target = os.fspath(src), os.fspath(dst)
     if _raw_backend(Op.RENAMEAT) is not None:
         try:
@@ -271,4 +272,4 @@ async def rename(src: Any, dst: Any) -> None:
         except OSError as exc:
             raise _with_filename(exc, source, target) from None
     else:
-        await to_thread_run_sync(os.rename, source, target)
+        await to_thread_run_sync(os.replace if replace else os.rename, source, target)

@@ -256,7 +256,7 @@ class Path(pathlib.PurePath):
 
     async def replace(self, target: str | os.PathLike[str]) -> Self:
         """Like :meth:`pathlib.Path.replace`, but async; returns the new path."""
-        await engine.rename(self, target)
+        await engine.rename(self, target, replace=True)
         return type(self)(target)
 
     async def touch(self, mode: int = 0o666, exist_ok: bool = True) -> None:
