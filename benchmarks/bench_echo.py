@@ -141,6 +141,8 @@ def placement(pin: str, conns: int) -> tuple[int | None, int | None]:
     """(server CPU, client CPU) for ``--pin`` and a connection count."""
     if pin == "auto":
         pin = "same" if conns == 1 else "split"
+    if not {0, 1} <= os.sched_getaffinity(0):
+        return None, None  # fewer than two usable CPUs: leave it to the kernel
     return {"same": (0, 0), "split": (1, 0), "none": (None, None)}[pin]
 
 
