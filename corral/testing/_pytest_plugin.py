@@ -56,6 +56,7 @@ import importlib
 import inspect
 import signal
 import threading
+import traceback
 from collections.abc import AsyncGenerator, Callable, Coroutine, Generator, Iterator
 from types import FrameType
 from typing import TYPE_CHECKING, Any, final
@@ -71,6 +72,7 @@ from .._core import (
     RunFinishedError,
     checkpoint,
     current_corral_token,
+    current_root_task,
     current_task,
     open_nursery,
 )
@@ -82,7 +84,7 @@ from ._mock_clock import MockClock
 if TYPE_CHECKING:
     from _pytest.fixtures import FixtureDef, SubRequest
 
-    from .._core import Nursery
+    from .._core import Nursery, Task
 
 __all__ = [
     "autojump_clock",
@@ -215,12 +217,20 @@ class _TestState:
     def crash(self, node: _Node, exc: BaseException | None) -> None:
         if exc is None:
             self.cancellers.append(node)
-        else:
-            self.errors.append(exc)
-            self.raisers.append(node)
+        elif not any(exc is error for error in self.errors):
+            # Not yet recorded (see ``record``): the same exception can
+            # come back when it propagates out of the test.
+            self.record(node, exc)
         self.crashed = True
         for scope in self.interruptible:
             scope.cancel()
+
+    def record(self, node: _Node, exc: BaseException) -> None:
+        """Note ``exc`` as an error of ``node`` without cancelling
+        anything: safe from a signal handler, whatever the main thread was
+        doing (list appends are atomic)."""
+        self.errors.append(exc)
+        self.raisers.append(node)
 
 
 @final
@@ -326,13 +336,18 @@ class _Node:
     ) -> BaseException | None:
         """Run the node's life in ``scope``; return (not raise) its error,
         so that it is reported bare, not wrapped in an exception group by the
-        node's nursery. Cancelled goes on to ``scope``, which it belongs to."""
+        node's nursery. Cancelled (also a group of nothing but Cancelled)
+        goes on to ``scope``, which it belongs to."""
         __tracebackhide__ = True
         try:
             await self._lifecycle(state, scope, nursery)
         except Cancelled:
             raise
         except BaseException as exc:
+            if isinstance(exc, BaseExceptionGroup) and exc.split(Cancelled)[1] is None:
+                # Only Cancelled, out of the test's own nurseries: it too
+                # belongs to ``scope`` (which strips it), not to the report.
+                raise
             return exc
         finally:
             # The node's nursery lives exactly as long as the node.
@@ -462,7 +477,7 @@ def _run_test(item: pytest.Function) -> None:
     extra = tuple(v for v in values if isinstance(v, _Node) and id(v) not in in_kwargs)
     test = _Node(f"<test {item.name!r}>", fn, kwargs, is_test=True, extra_deps=extra)
     try:
-        with _TimeoutBridge() as timeout:
+        with _TimeoutBridge(item.config) as timeout:
             run(
                 functools.partial(_run_nodes, test, timeout),
                 clock=clock,
@@ -521,6 +536,8 @@ def pytest_fixture_setup(fixturedef: FixtureDef[Any], request: SubRequest) -> ob
 # After the cooperative cancellation, how long the test gets to wind down
 # before pytest-timeout's own handler raises wherever the code happens to be.
 _TIMEOUT_GRACE = 5.0
+# How many of the stuck main thread's innermost frames the fallback shows.
+_STUCK_FRAMES = 25
 
 
 @final
@@ -538,12 +555,21 @@ class _TimeoutBridge:
     ``_TIMEOUT_GRACE`` seconds later (code that never reaches a
     checkpoint), pytest-timeout's handler runs after all.
 
+    Both paths add to pytest-timeout's report (the stacks of the *other*
+    threads) what a hang needs: where each of the run's tasks is suspended,
+    or, in the fallback, the main thread's stack at the alarm. The
+    fallback's failure is raised wherever the main thread is, possibly
+    inside test code that catches it (``pytest.raises(BaseExceptionGroup)``
+    around a nursery, say), so it is also recorded as an error of the test:
+    the test fails with the timeout whatever the test code does with it.
+
     Inactive (a no-op) unless the alarm handler is pytest-timeout's, i.e.
     when pytest-timeout is absent, uses its ``thread`` method (which kills
     the process and needs no help), or the run is not in the main thread.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, config: pytest.Config) -> None:
+        self._config = config
         self._previous: Callable[[int, FrameType | None], object] | None = None
         self._token: CorralToken | None = None
         self._state: _TestState | None = None
@@ -579,8 +605,21 @@ class _TimeoutBridge:
         if self._fired or token is None:
             # The run could not be reached, or did not act in time: the
             # cooperative path stands down and pytest-timeout raises here.
+            state, test = self._state, self._test
             self._state = self._test = None
-            self._previous(signum, frame)
+            if frame is not None:
+                # pytest-timeout shows every thread but this one, the one
+                # that is stuck.
+                self._write(
+                    "main thread, stuck for the timeout plus the grace period",
+                    "".join(traceback.format_stack(frame, limit=_STUCK_FRAMES)),
+                )
+            try:
+                self._previous(signum, frame)
+            except BaseException as failure:
+                if state is not None and test is not None:
+                    state.record(test, failure)
+                raise
             return
         try:
             token.run_sync_soon(self._fail_test, signum)
@@ -602,10 +641,33 @@ class _TimeoutBridge:
         state, test = self._state, self._test
         if state is None or test is None:
             return
+        self._write("corral tasks of the test, where each one waits", _task_stacks())
         try:
             self._previous(signum, None)
         except BaseException as failure:
             state.crash(test, failure)
+
+    def _write(self, title: str, text: str) -> None:
+        # Where pytest-timeout writes its report: the test's captured output.
+        writer = self._config.get_terminal_writer()
+        writer.sep("~", title=title)
+        writer.write(text)
+
+
+def _task_stacks() -> str:
+    """The stack of every task of the current run, parents first (from
+    inside the run, where all of them but the current one are suspended)."""
+    parts: list[str] = []
+    root = current_root_task()
+    todo: list[Task] = [root] if root is not None else []
+    while todo:
+        task = todo.pop(0)
+        frames = traceback.StackSummary.extract(task.iter_await_frames())
+        parts.append(f"-- task {task.name}\n")
+        parts.extend(frames.format())
+        for nursery in task.child_nurseries:
+            todo.extend(sorted(nursery.child_tasks, key=lambda child: str(child.name)))
+    return "".join(parts)
 
 
 ################################################################

@@ -972,6 +972,63 @@ def test_pytest_timeout_fails_the_test_cleanly(pytester: pytest.Pytester) -> Non
 
 
 @_needs_sigalrm
+def test_pytest_timeout_is_reported_even_if_the_test_catches_it(pytester: pytest.Pytester) -> None:
+    # The fallback raises pytest-timeout's failure wherever the main thread
+    # is stuck: here inside a nursery under pytest.raises(BaseExceptionGroup),
+    # as in a test that expects a conformance suite to fail. The test must
+    # still fail with the timeout (it used to pass, or fail with whatever
+    # its own assertion said), and the report must show where it was stuck.
+    pytester.makeini("[pytest]\n" + CORRAL_MODE + "\n")
+    pytester.makeconftest(
+        """
+        import corral.testing._pytest_plugin as plugin
+
+        plugin._TIMEOUT_GRACE = 0.5  # keep the fallback case quick
+        """
+    )
+    pytester.makepyfile(
+        """
+        import time
+        import pytest, corral
+
+        @pytest.mark.timeout(0.5)
+        async def test_swallows_the_timeout():
+            async def stuck():
+                await corral.sleep(0)
+                time.sleep(30)
+
+            with pytest.raises(BaseExceptionGroup):
+                async with corral.open_nursery() as nursery:
+                    nursery.start_soon(stuck)
+
+        @pytest.mark.timeout(0.5)
+        async def test_waits_forever():
+            async with corral.open_nursery() as nursery:
+                nursery.start_soon(corral.sleep, 30, name="sleeper")
+        """
+    )
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(failed=2)
+    result.stdout.re_match_lines(
+        [
+            r"_+ test_swallows_the_timeout _+",
+            r"E\s+Failed: Timeout \(>0.5s\) from pytest-timeout.",
+            r"~+ main thread, stuck for the timeout plus the grace period ~+",
+            r"\s+time\.sleep\(30\)",
+            r"_+ test_waits_forever _+",
+            r"E\s+Failed: Timeout \(>0.5s\) from pytest-timeout.",
+            r"~+ corral tasks of the test, where each one waits ~+",
+            r"-- task <test 'test_waits_forever'>",
+            r"\s+async with corral.open_nursery\(\) as nursery:",
+            r"-- task sleeper",
+            r".*in sleep$",
+        ],
+        consecutive=False,
+    )
+    result.stdout.no_fnmatch_line("*CorralInternalError*")
+
+
+@_needs_sigalrm
 def test_other_alarm_handlers_are_left_alone(pytester: pytest.Pytester) -> None:
     pytester.makeini("[pytest]\n" + CORRAL_MODE + "\n")
     pytester.makepyfile(
