@@ -4,7 +4,9 @@ On io_uring the bytes go file -> pipe -> socket with two IORING_OP_SPLICE
 ops per chunk (splice(2) needs a pipe on one side; the pipe only holds page
 references, so nothing is copied to user space). Elsewhere ``os.sendfile``
 (sendfile(2)) moves them on the non-blocking socket, waiting for
-writability between calls.
+writability between calls. Where ``os`` has no ``sendfile`` (Windows), the
+bytes are copied: a worker thread reads a chunk, then sends it through the
+completion core (``TransmitFile`` would be the zero-copy path there).
 
 Exactness, also across cancellation: the peer receives exactly the bytes
 ``[offset, offset + sent)`` of the file, in order, with nothing repeated or
@@ -28,7 +30,7 @@ from typing import Any
 
 from . import _file_engine as engine
 from ._core import checkpoint
-from ._io.ops import SpliceOp
+from ._io.ops import SendOp, SpliceOp
 from ._io.perform import perform
 from ._io.readiness import wait_writable
 
@@ -83,6 +85,8 @@ async def send_file(stream: Any, file: Any, offset: int = 0, count: int | None =
         return 0
     if engine.native_backend() is not None:
         return await _splice(sock_fd, file_fd, offset, count)
+    if not hasattr(os, "sendfile"):
+        return await _send_copy(sock_fd, file_fd, offset, count)
     return await _sendfile(sock_fd, file_fd, offset, count)
 
 
@@ -133,6 +137,29 @@ async def _sendfile(sock_fd: int, file_fd: int, offset: int, count: int) -> int:
         if n == 0:
             break
         sent += n
+    return sent
+
+
+#: Bytes per read when copying (one overlapped send takes at most 64 KiB).
+_COPY_CHUNK = 1 << 16
+
+
+async def _send_copy(sock_fd: int, file_fd: int, offset: int, count: int) -> int:
+    # Exactness across cancellation holds as for the other paths: a chunk is
+    # read, then sent in order; a cancelled send had no effect (completion
+    # contract), so the peer holds exactly the bytes counted in ``sent``.
+    sent = 0
+    chunk = bytearray(min(_COPY_CHUNK, count))
+    while sent < count:
+        view = memoryview(chunk)[: min(len(chunk), count - sent)]
+        n = await engine.pread(file_fd, view, offset + sent)
+        if n == 0:
+            break
+        data = view[:n]
+        while data:
+            m: int = await perform(SendOp(sock_fd, data))
+            sent += m
+            data = data[m:]
     return sent
 
 

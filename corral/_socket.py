@@ -697,6 +697,14 @@ def _sniff_sockopts_for_fileno(
     return family, type_, proto
 
 
+if sys.platform == "win32":
+
+    def fromshare(info: bytes) -> SocketType:
+        """Like :func:`socket.fromshare` (Windows: a socket another process
+        shared with ``socket.share``), returning a corral socket."""
+        return from_stdlib_socket(_stdlib_socket.fromshare(info))
+
+
 def fromfd(
     fd: SupportsIndex,
     family: int = _stdlib_socket.AF_INET,

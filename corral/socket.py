@@ -73,6 +73,9 @@ from ._socket import (
 from ._socket import (
     socketpair as socketpair,
 )
+
+if not _t.TYPE_CHECKING and _sys.platform == "win32":  # (Windows only)
+    from ._socket import fromshare as fromshare
 from ._socket_resolve import (
     getaddrinfo as getaddrinfo,
 )

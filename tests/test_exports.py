@@ -41,6 +41,10 @@ NOT_PORTED = {
 PENDING = {
     4: {"DTLSChannel", "DTLSChannelStatistics", "DTLSEndpoint",
         "FdStream"},
+    # Trio's Windows-only low-level API (its IOCP hooks and a handle wait)
+    6: {"WaitForSingleObject", "current_iocp", "monitor_completion_key",
+        "readinto_overlapped", "register_with_iocp", "wait_overlapped",
+        "write_overlapped"},
     # processes and signals have no issue yet
     0: {"Process", "run_process", "open_process", "open_signal_receiver"},
 }

@@ -66,7 +66,7 @@ async def test_exact_bytes(data_file: pathlib.Path, offset: int, count: int | No
 
 async def test_fd_arguments(data_file: pathlib.Path) -> None:
     a, b = tcp_pair()
-    fd = os.open(data_file, os.O_RDONLY)
+    fd = os.open(data_file, os.O_RDONLY | getattr(os, "O_BINARY", 0))  # (Windows: not text mode)
     try:
         async with corral.open_nursery() as nursery:
             got = bytearray()
