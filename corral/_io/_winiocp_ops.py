@@ -249,6 +249,14 @@ class IocpOps:
             # BUFFER_OVERFLOW: a datagram longer than the buffer; Linux
             # returns the truncated length, so do we.
             return nbytes
+        if nbytes > 0:
+            # A transfer cancelled (or broken) part-way still moved these
+            # bytes: a send that was cancelled after the kernel took 65482 of
+            # its 65536 bytes reports STATUS_CANCELLED *and* 65482 in
+            # InternalHigh (observed under Wine: test_iocp's
+            # test_a_send_cancelled_part_way_reports_what_it_sent). Report the
+            # partial count, as send(2) would; the next call sees the error.
+            return nbytes
         return self._fail_status(status)
 
     def _finish_read(self, op: Any, sub: Submission, status: int, nbytes: int) -> int:

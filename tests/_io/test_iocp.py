@@ -408,3 +408,46 @@ def test_echo_through_corral_sockets(backend: str) -> None:
                         assert got == msg
 
     corral.run(main, backend=backend, debug=True)
+
+
+@windows_only
+@pytest.mark.parametrize("backend", ["iocp", "afd"])
+def test_a_send_cancelled_part_way_reports_what_it_sent(backend: str) -> None:
+    # Small buffers, then a 64 KiB send that cannot finish: cancelling it
+    # leaves part of it sent. IOCP reports STATUS_CANCELLED with the partial
+    # count in InternalHigh; the op must report that count (the peer has
+    # those bytes), not "cancelled, no effect".
+    import corral
+    import corral.socket as csocket
+    from corral.testing import wait_all_tasks_blocked
+
+    async def main() -> None:
+        listener = csocket.socket()
+        await listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        client = csocket.socket()
+        with listener, client:
+            async with open_nursery() as nursery:
+                nursery.start_soon(client.connect, listener.getsockname())
+                server, _ = await listener.accept()
+            with server:
+                server.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+                client.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+                reported = 0
+
+                async def fill() -> None:
+                    nonlocal reported
+                    while True:
+                        reported += await client.send(b"x" * 65536)
+
+                async with open_nursery() as nursery:
+                    nursery.start_soon(fill)
+                    await wait_all_tasks_blocked()
+                    nursery.cancel_scope.cancel()
+                client.shutdown(socket.SHUT_WR)
+                received = 0
+                while data := await server.recv(65536):
+                    received += len(data)
+                assert received == reported > 0
+
+    corral.run(main, backend=backend, debug=True)
