@@ -66,6 +66,12 @@ if [ "$paths" = no ]; then
         tests/test_ssl.py \
         tests/test_exports.py \
         tests/test_highlevel_generic.py \
+        tests/test_highlevel_socket.py \
+        tests/test_highlevel_open_tcp_stream.py \
+        tests/test_highlevel_open_tcp_listeners.py \
+        tests/test_highlevel_ssl_helpers.py \
+        tests/test_demo.py \
+        tests/test_trio_compat.py \
         tests/test_file_io.py \
         tests/test_path.py \
         tests/test_sendfile.py \

@@ -46,6 +46,21 @@ needs_ipv6 = pytest.mark.skipif(not have_ipv6, reason="no IPv6 loopback")
 needs_unix = pytest.mark.skipif(not hasattr(stdlib_socket, "AF_UNIX"), reason="no Unix sockets")
 
 
+def _under_wine() -> bool:
+    if sys.platform != "win32":
+        return False
+    import ctypes
+
+    # Wine's ntdll exports wine_get_version; Windows' does not.
+    return hasattr(ctypes.WinDLL("ntdll"), "wine_get_version")  # type: ignore[attr-defined, unused-ignore]  # Windows-only ctypes name
+
+
+UNDER_WINE = _under_wine()
+needs_rst = pytest.mark.skipif(
+    UNDER_WINE, reason="Wine sends no RST on a zero-linger close (EOF instead)"
+)
+
+
 @pytest.fixture(params=BACKENDS, autouse=True)
 def net_backend(request: pytest.FixtureRequest) -> str:
     """Each backend in turn: the test runs once per backend."""

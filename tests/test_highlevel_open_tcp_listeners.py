@@ -7,6 +7,8 @@ RLIMIT_NOFILE)."""
 from __future__ import annotations
 
 import errno
+import os
+import re
 import select
 import socket as stdlib_socket
 import subprocess
@@ -47,7 +49,8 @@ async def test_open_tcp_listeners_wildcard_dual_stack() -> None:
         families.add(sock.family)
         assert sock.getsockname()[0] in ("0.0.0.0", "::")
         assert sock.getsockname()[1] != 0
-        assert sock.getsockopt(csocket.SOL_SOCKET, csocket.SO_REUSEADDR)
+        if sys.platform != "win32":  # (where SO_REUSEADDR would mean port sharing)
+            assert sock.getsockopt(csocket.SOL_SOCKET, csocket.SO_REUSEADDR)
         assert sock.getsockopt(csocket.SOL_SOCKET, csocket.SO_ACCEPTCONN)
         if sock.family == csocket.AF_INET6:
             # IPv6-only, so that it does not take the IPv4 port too.
@@ -104,11 +107,17 @@ async def test_open_tcp_listeners_ipv6_is_v6only() -> None:
     async with listener:
         port = listener.socket.getsockname()[1]
         sock = csocket.socket()
-        with pytest.raises(OSError, match=r"Error connecting to .*Connection refused$"):
+        # (os.strerror's text: Windows has none for Winsock codes.)
+        refused = re.escape(os.strerror(errno.ECONNREFUSED))
+        with pytest.raises(OSError, match=rf"Error connecting to .*{refused}$"):
             await sock.connect(("127.0.0.1", port))
         sock.close()
 
 
+@pytest.mark.skipif(
+    sys.platform == "win32",
+    reason="Windows' SO_REUSEADDR shares ports: the rebind rules are POSIX's",
+)
 async def test_open_tcp_listeners_rebind_with_lingering_connections() -> None:
     (l1,) = await open_tcp_listeners(0, host="127.0.0.1")
     sockaddr1 = l1.socket.getsockname()
@@ -272,11 +281,10 @@ async def test_open_tcp_listeners_sets_options_before_bind() -> None:
     listeners = await open_tcp_listeners(80, host="example.org")
     v4, v6 = (lst.socket for lst in listeners)
     assert isinstance(v4, FakeSocket) and isinstance(v6, FakeSocket)
-    assert v4.options == {(csocket.SOL_SOCKET, csocket.SO_REUSEADDR): 1}
-    assert v6.options == {
-        (csocket.SOL_SOCKET, csocket.SO_REUSEADDR): 1,
-        (csocket.IPPROTO_IPV6, csocket.IPV6_V6ONLY): 1,
-    }
+    # (No SO_REUSEADDR on Windows, where it would mean port sharing.)
+    reuse = {} if sys.platform == "win32" else {(csocket.SOL_SOCKET, csocket.SO_REUSEADDR): 1}
+    assert v4.options == reuse
+    assert v6.options == {**reuse, (csocket.IPPROTO_IPV6, csocket.IPV6_V6ONLY): 1}
     assert v4.bound == ("1.1.1.1", 80)
     assert v6.bound == ("::2", 80, 0, 0)
 
@@ -465,7 +473,7 @@ async def test_serve_tcp_shuts_down_gracefully_when_cancelled() -> None:
         await client.aclose()
     assert listeners[0].socket.fileno() == -1
     sock = csocket.socket()
-    with pytest.raises(OSError, match=r"Connection refused$"):
+    with pytest.raises(OSError, match=rf"{re.escape(os.strerror(errno.ECONNREFUSED))}$"):
         await sock.connect(("127.0.0.1", port))
     sock.close()
 
@@ -534,6 +542,7 @@ _EMFILE_SERVER = textwrap.dedent(
 )
 
 
+@pytest.mark.skipif(sys.platform == "win32", reason="Windows has no RLIMIT_NOFILE (resource)")
 def test_serve_tcp_survives_emfile() -> None:
     spare = 8
     clients = 3 * spare
@@ -620,7 +629,8 @@ def test_chat_server_example_selftest() -> None:
         timeout=60,
     )
     assert result.returncode == 0, result.stderr.decode()
-    assert result.stdout == b"chat server: selftest passed\n"
+    # (Windows' text-mode stdout ends lines with CRLF.)
+    assert result.stdout.replace(b"\r\n", b"\n") == b"chat server: selftest passed\n"
 
 
 def test_echo_server_and_client_examples() -> None:
@@ -640,14 +650,15 @@ def test_echo_server_and_client_examples() -> None:
         assert server.stdout is not None
         line = server.stdout.readline().decode()
         assert line.startswith("echo server: listening on ('127.0.0.1', "), line
-        port = line.rsplit(" ", 1)[1].rstrip(")\n")
+        port = line.rsplit(" ", 1)[1].rstrip(")\r\n")
         client = subprocess.run(
             [sys.executable, str(EXAMPLES / "tcp_echo_client.py"), "--port", port, "--count", "3"],
             capture_output=True,
             timeout=60,
         )
         assert client.returncode == 0, client.stderr.decode()
-        assert client.stdout.decode().endswith("echo client: all 24 bytes came back\n")
+        out = client.stdout.decode().replace("\r\n", "\n")  # (Windows: CRLF)
+        assert out.endswith("echo client: all 24 bytes came back\n")
     finally:
         server.kill()
         server.wait()

@@ -21,6 +21,18 @@ trio = pytest.importorskip("trio")
 
 import corral  # noqa: E402
 
+
+def _trio_cannot_start() -> str | None:
+    try:
+        trio.run(trio.sleep, 0)
+    except OSError as exc:  # Wine: trio's IOCP needs SIO_BSP_HANDLE_POLL
+        return f"trio cannot start here: {exc!r}"
+    return None
+
+
+_TRIO_FAILS = _trio_cannot_start()
+pytestmark = pytest.mark.skipif(_TRIO_FAILS is not None, reason=str(_TRIO_FAILS))
+
 Scenario = Callable[[Any], Any]
 SCENARIOS: list[Scenario] = []
 
