@@ -43,7 +43,9 @@ try:
 except OSError:  # pragma: no cover - machines without IPv6 loopback
     have_ipv6 = False
 needs_ipv6 = pytest.mark.skipif(not have_ipv6, reason="no IPv6 loopback")
-needs_unix = pytest.mark.skipif(not hasattr(stdlib_socket, "AF_UNIX"), reason="no Unix sockets")
+needs_unix = pytest.mark.skipif(
+    not hasattr(stdlib_socket, "AF_UNIX"), reason="no AF_UNIX (Windows CPython has none)"
+)
 
 
 def _under_wine() -> bool:

@@ -510,7 +510,7 @@ async def test_no_worker_thread_on_io_uring(
     tmp_path: SyncPath, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     if current_engine() != "io_uring":
-        pytest.skip("io_uring only")
+        pytest.skip("io_uring only (a Linux kernel interface)")
     paths = [tmp_path / f"f{i}" for i in range(20)]
     with no_worker_threads(monkeypatch), no_fd_leak():
 

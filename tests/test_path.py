@@ -194,7 +194,7 @@ async def test_io_uring_path_ops_use_no_thread(
     tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     if current_engine() != "io_uring":
-        pytest.skip("io_uring only")
+        pytest.skip("io_uring only (a Linux kernel interface)")
     p = corral.Path(tmp_path)
     with no_worker_threads(monkeypatch):
         await (p / "d").mkdir()

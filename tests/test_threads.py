@@ -277,7 +277,7 @@ async def test_to_thread_thread_name() -> None:
     assert await to_thread.run_sync(partial(name)) == f"None from {current_task().name}"
 
 
-@pytest.mark.skipif(sys.platform != "linux", reason="reads /proc")
+@pytest.mark.skipif(sys.platform != "linux", reason="reads /proc, which Windows lacks")
 async def test_to_thread_os_thread_name() -> None:
     def os_name() -> str:
         with open(f"/proc/self/task/{threading.get_native_id()}/comm") as f:

@@ -41,7 +41,9 @@ from corral._io.ops import (
 from corral._io.perform import cancel_operation, current_backend, perform
 from corral._io.pool import BufferCorruptionError, BufferLeakError, BufferPool
 
-needs_uring = pytest.mark.skipif("io_uring" not in REAL_BACKENDS, reason="io_uring unavailable")
+needs_uring = pytest.mark.skipif(
+    "io_uring" not in REAL_BACKENDS, reason="io_uring unavailable here (a Linux kernel interface)"
+)
 
 
 async def turns_until(predicate: Any, limit: int = 10000) -> None:
@@ -397,7 +399,7 @@ def test_sq_full_submits_everything() -> None:
 
 def test_enter_calls_per_op_with_256_in_flight() -> None:
     if "io_uring" not in REAL_BACKENDS:
-        pytest.skip("io_uring unavailable")
+        pytest.skip("io_uring unavailable here (a Linux kernel interface)")
 
     async def main() -> Any:
         async def worker() -> None:
@@ -540,7 +542,7 @@ def test_closed_fd_raises_oserror_with_errno(real_backend: str) -> None:
 
 def test_refused_io_uring_falls_back_to_epoll(monkeypatch: pytest.MonkeyPatch) -> None:
     if "epoll" not in REAL_BACKENDS:
-        pytest.skip("the epoll adapter is not available yet")
+        pytest.skip("no epoll adapter here (epoll is Linux's)")
     monkeypatch.setenv("CORRAL_IO_URING_REFUSE", "EPERM")
     monkeypatch.delenv("CORRAL_BACKEND", raising=False)
     manager = make_io_manager_factory(None)(guest=False)

@@ -137,7 +137,7 @@ def test_a_busy_task_does_not_delay_completions_by_a_turn() -> None:
     # must still complete in the same io_uring_enter (GETEVENTS runs the
     # kernel's deferred task work): 2 enters per round trip, not 4.
     if "io_uring" not in REAL_BACKENDS:
-        pytest.skip("io_uring unavailable")
+        pytest.skip("io_uring unavailable here (a Linux kernel interface)")
     rounds = 200
 
     async def main() -> float:
@@ -176,7 +176,7 @@ def test_a_busy_task_does_not_delay_completions_by_a_turn() -> None:
 
 def test_multishot_waiter_cancelled_keeps_the_stream() -> None:
     if "io_uring" not in REAL_BACKENDS:
-        pytest.skip("io_uring unavailable")
+        pytest.skip("io_uring unavailable here (a Linux kernel interface)")
 
     async def main() -> list[bytes]:
         a, b = socket.socketpair()

@@ -159,7 +159,7 @@ def test_raw_op_on_io_uring() -> None:
     from iohelpers import REAL_BACKENDS
 
     if "io_uring" not in REAL_BACKENDS:
-        pytest.skip("io_uring unavailable")
+        pytest.skip("io_uring unavailable here (a Linux kernel interface)")
 
     async def main() -> Any:
         assert current_backend().capabilities.raw_ops
