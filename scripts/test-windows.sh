@@ -7,6 +7,12 @@
 #
 # OPTIONS are pytest's (-x, -k EXPR, -v ...).
 #
+# The list is every suite Linux runs except the Linux-only ones:
+# tests/_io/test_ring.py (io_uring), test_epoll.py and test_epoll_ops.py
+# (the epoll adapter). Windows-specific skips inside the list name what
+# Windows (or Wine) lacks; tests/_io/test_iocp.py and test_afd.py show
+# through statistics which Windows path ran.
+#
 # Uses ../shared/tools/wine-python (override with WINE_PYTHON): its setup
 # installs Wine and a Windows CPython with cffi, outcome, sniffio, attrs and
 # pytest, and nothing else is installed here. corral runs from this checkout
